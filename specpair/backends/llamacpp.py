@@ -1,0 +1,176 @@
+"""llama.cpp through llama-cpp-python's low-level C API, for GGUF files.
+
+The high-level `llama_cpp.Llama` keeps a scores buffer of n_batch (or n_ctx) x n_vocab floats
+(300 MB to 2.5 GB for a 152k vocabulary) and hides which positions produce logits. Here each
+`eval` asks llama.cpp for exactly the rows it needs and copies them out.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+from collections import deque
+from collections.abc import Sequence
+from pathlib import Path
+
+import llama_cpp  # noqa: E402  (after the project imports: it prints on import otherwise)
+import numpy as np
+from llama_cpp.llama_chat_format import Jinja2ChatFormatter  # noqa: E402
+
+from ..errors import SpecpairError
+from ..gguf_meta import read_metadata
+from . import BackendConfig
+
+# llama.cpp logs to stderr by default; keep its last lines to explain failures instead.
+_LOG: deque[str] = deque(maxlen=8)
+
+
+@llama_cpp.llama_log_callback
+def _log_callback(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
+    line = text.decode("utf-8", errors="replace").strip()
+    if line and level in (2, 3):  # GGML_LOG_LEVEL_WARN, GGML_LOG_LEVEL_ERROR
+        _LOG.append(line)
+
+
+llama_cpp.llama_log_set(_log_callback, ctypes.c_void_p(0))
+llama_cpp.llama_backend_init()
+
+
+def _last_log() -> str:
+    return f" (llama.cpp: {_LOG[-1]})" if _LOG else ""
+
+N_BATCH = 512  # tokens per llama_decode call; longer inputs (prompts) are split
+
+
+class LlamaCppBackend:
+    def __init__(self, path: str, config: BackendConfig) -> None:
+        meta = read_metadata(path)  # a clear error for files that are not GGUF at all
+        self.path = path
+        self.name = Path(path).name
+        arch = meta.get("general.architecture", "?")
+        n_ctx_train = int(meta.get(f"{arch}.context_length", config.n_ctx))
+
+        model_params = llama_cpp.llama_model_default_params()
+        model_params.n_gpu_layers = 0
+        _LOG.clear()
+        self._model = llama_cpp.llama_model_load_from_file(path.encode(), model_params)
+        if not self._model:
+            raise SpecpairError(
+                f"llama.cpp could not load {path} (truncated, corrupt, or architecture {arch!r} "
+                "unsupported by this llama-cpp-python): re-download the file or upgrade"
+                + _last_log()
+            )
+        self._vocab = llama_cpp.llama_model_get_vocab(self._model)
+        self.n_vocab = llama_cpp.llama_vocab_n_tokens(self._vocab)
+        self.n_ctx = min(config.n_ctx, n_ctx_train)
+
+        threads = config.threads or os.cpu_count() or 1
+        ctx_params = llama_cpp.llama_context_default_params()
+        ctx_params.n_ctx = self.n_ctx
+        ctx_params.n_batch = ctx_params.n_ubatch = N_BATCH
+        ctx_params.n_threads = ctx_params.n_threads_batch = threads
+        ctx_params.no_perf = True
+        self._ctx = llama_cpp.llama_init_from_model(self._model, ctx_params)
+        if not self._ctx:
+            self.close()
+            raise SpecpairError(f"llama.cpp could not create a context of {self.n_ctx} tokens "
+                                f"for {path}: lower --n-ctx")
+        self._memory = llama_cpp.llama_get_memory(self._ctx)
+        self._batch = llama_cpp.llama_batch_init(N_BATCH, 0, 1)
+        self._tokens: list[int] = []
+        self._pieces: dict[int, bytes] = {}
+        self.eos_ids = frozenset(
+            i for i in range(self.n_vocab) if llama_cpp.llama_vocab_is_eog(self._vocab, i)
+        )
+        self._chat_template = meta.get("tokenizer.chat_template")
+
+    @property
+    def tokens(self) -> list[int]:
+        return list(self._tokens)
+
+    def tokenize(self, text: str, *, add_bos: bool = True) -> list[int]:
+        data = text.encode("utf-8")
+        n_max = len(data) + 8
+        buf = (llama_cpp.llama_token * n_max)()
+        n = llama_cpp.llama_tokenize(self._vocab, data, len(data), buf, n_max, add_bos, True)
+        if n < 0:  # cannot happen with one token per byte plus specials, but be exact
+            buf = (llama_cpp.llama_token * -n)()
+            n = llama_cpp.llama_tokenize(self._vocab, data, len(data), buf, -n, add_bos, True)
+        return list(buf[:n])
+
+    def token_bytes(self, token: int) -> bytes:
+        piece = self._pieces.get(token)
+        if piece is None:
+            buf = ctypes.create_string_buffer(256)
+            n = llama_cpp.llama_token_to_piece(self._vocab, token, buf, len(buf), 0, True)
+            if n < 0:
+                buf = ctypes.create_string_buffer(-n)
+                n = llama_cpp.llama_token_to_piece(self._vocab, token, buf, len(buf), 0, True)
+            piece = self._pieces[token] = buf.raw[:n]
+        return piece
+
+    def chat_prompt(self, user_message: str) -> str:
+        if not self._chat_template:
+            raise SpecpairError(f"{self.name} has no chat template in its metadata: "
+                                "drop --chat and write the prompt in the model's format")
+        bos = self.token_bytes(llama_cpp.llama_vocab_bos(self._vocab)).decode(errors="replace")
+        eos = self.token_bytes(llama_cpp.llama_vocab_eos(self._vocab)).decode(errors="replace")
+        formatter = Jinja2ChatFormatter(self._chat_template, eos_token=eos, bos_token=bos,
+                                        add_generation_prompt=True)
+        return formatter(messages=[{"role": "user", "content": user_message}]).prompt
+
+    def eval(self, tokens: Sequence[int], *, all_logits: bool = True) -> np.ndarray:
+        if not tokens:
+            raise ValueError("eval needs at least one token")
+        if len(self._tokens) + len(tokens) > self.n_ctx:
+            raise SpecpairError(f"{len(self._tokens) + len(tokens)} tokens do not fit the "
+                                f"context of {self.n_ctx}: raise --n-ctx or shorten the prompt")
+        rows = []
+        start = len(self._tokens)
+        try:
+            for lo in range(0, len(tokens), N_BATCH):
+                chunk = tokens[lo : lo + N_BATCH]
+                last_chunk = lo + N_BATCH >= len(tokens)
+                b = self._batch
+                b.n_tokens = len(chunk)
+                for i, token in enumerate(chunk):
+                    b.token[i] = token
+                    b.pos[i] = len(self._tokens) + i
+                    b.n_seq_id[i] = 1
+                    b.seq_id[i][0] = 0
+                    b.logits[i] = all_logits or (last_chunk and i == len(chunk) - 1)
+                status = llama_cpp.llama_decode(self._ctx, b)
+                if status != 0:
+                    raise SpecpairError(f"llama.cpp failed to evaluate {len(chunk)} tokens "
+                                        f"(status {status}): lower --n-ctx or --draft-tokens")
+                n_out = len(chunk) if all_logits else int(last_chunk)
+                if n_out:
+                    ptr = llama_cpp.llama_get_logits(self._ctx)
+                    rows.append(np.ctypeslib.as_array(ptr, shape=(n_out, self.n_vocab)).copy())
+                self._tokens.extend(chunk)
+        except BaseException:
+            self.rewind(start)  # the cache must never hold tokens we do not know of
+            raise
+        return np.concatenate(rows) if len(rows) > 1 else rows[0]
+
+    def rewind(self, n_past: int) -> None:
+        if not 0 <= n_past <= len(self._tokens):
+            raise ValueError(f"cannot rewind to {n_past}: the cache holds {len(self._tokens)}")
+        if not llama_cpp.llama_memory_seq_rm(self._memory, 0, n_past, -1):
+            raise SpecpairError(f"{self.name}: llama.cpp cannot rewind this model's cache "
+                                "(recurrent architecture?), so it cannot verify drafts")
+        del self._tokens[n_past:]
+
+    def close(self) -> None:
+        if getattr(self, "_batch", None) is not None:
+            llama_cpp.llama_batch_free(self._batch)
+            self._batch = None
+        if getattr(self, "_ctx", None):
+            llama_cpp.llama_free(self._ctx)
+            self._ctx = None
+        if getattr(self, "_model", None):
+            llama_cpp.llama_model_free(self._model)
+            self._model = None
+
+    def __del__(self) -> None:
+        self.close()

@@ -1,0 +1,115 @@
+"""Statistics of one generation, as data. The decode loop yields `Step`s; `DecodeStats.add` folds
+them. Benchmarks and reports read these fields; nothing here touches a model."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, kw_only=True)
+class Step:
+    """One verification round: the target evaluated its pending token plus `n_drafted` draft tokens.
+
+    `tokens` are what the round adds: the first `n_accepted` came from the draft, the last one is
+    the target's own (a resample at the first rejection, or the bonus token). A step may carry
+    fewer tokens when generation ends inside it (EOS)."""
+
+    tokens: list[int]
+    n_drafted: int
+    n_accepted: int
+    draft_seconds: float
+    target_seconds: float
+    seconds: float  # wall time of the whole round, verification and bookkeeping included
+    prefill_seconds: float = 0.0  # only on the first step: evaluating the prompt
+    finish: str | None = None  # set on the last step: "eos", "max_tokens" or "context"
+
+    def from_draft(self, i: int) -> bool:
+        """Whether tokens[i] was proposed by the draft (and accepted)."""
+        return i < self.n_accepted
+
+
+@dataclass
+class DecodeStats:
+    prompt_tokens: int = 0
+    new_tokens: int = 0
+    steps: int = 0  # target forward passes while decoding (one per round)
+    drafted: int = 0
+    accepted: int = 0
+    drafted_at: list[int] = field(default_factory=list)  # per draft position: times drafted
+    accepted_at: list[int] = field(default_factory=list)  # per draft position: times accepted
+    prefill_seconds: float = 0.0
+    decode_seconds: float = 0.0
+    draft_seconds: float = 0.0
+    target_seconds: float = 0.0
+    finish: str | None = None
+
+    def add(self, step: Step) -> None:
+        self.new_tokens += len(step.tokens)
+        self.steps += 1
+        self.drafted += step.n_drafted
+        self.accepted += step.n_accepted
+        if len(self.drafted_at) < step.n_drafted:
+            grow = step.n_drafted - len(self.drafted_at)
+            self.drafted_at += [0] * grow
+            self.accepted_at += [0] * grow
+        # acceptance stops at the first rejection: positions 0..n_accepted-1 were accepted
+        for i in range(step.n_drafted):
+            self.drafted_at[i] += 1
+            self.accepted_at[i] += i < step.n_accepted
+        self.prefill_seconds += step.prefill_seconds
+        self.decode_seconds += step.seconds
+        self.draft_seconds += step.draft_seconds
+        self.target_seconds += step.target_seconds
+        self.finish = step.finish or self.finish
+
+    @property
+    def acceptance_rate(self) -> float:
+        """Accepted draft tokens over drafted tokens (0 when nothing was drafted)."""
+        return self.accepted / self.drafted if self.drafted else 0.0
+
+    @property
+    def mean_accepted_length(self) -> float:
+        """Draft tokens accepted per verification round (each round adds this plus one)."""
+        return self.accepted / self.steps if self.steps else 0.0
+
+    @property
+    def tokens_per_second(self) -> float:
+        """New tokens over decoding time (prompt evaluation excluded, alike for every mode)."""
+        return self.new_tokens / self.decode_seconds if self.decode_seconds else 0.0
+
+    @property
+    def acceptance_by_position(self) -> list[float]:
+        """P(draft token i accepted | it was drafted), for i = 0..K-1."""
+        return [a / d if d else 0.0 for a, d in zip(self.accepted_at, self.drafted_at)]
+
+    def to_dict(self) -> dict:
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "new_tokens": self.new_tokens,
+            "steps": self.steps,
+            "drafted": self.drafted,
+            "accepted": self.accepted,
+            "acceptance_rate": self.acceptance_rate,
+            "mean_accepted_length": self.mean_accepted_length,
+            "acceptance_by_position": self.acceptance_by_position,
+            "tokens_per_second": self.tokens_per_second,
+            "prefill_seconds": self.prefill_seconds,
+            "decode_seconds": self.decode_seconds,
+            "draft_seconds": self.draft_seconds,
+            "target_seconds": self.target_seconds,
+            "finish": self.finish,
+        }
+
+    def summary(self) -> str:
+        line = (
+            f"{self.new_tokens} new tokens in {self.decode_seconds:.2f} s, "
+            f"{self.tokens_per_second:.2f} tokens/s"
+        )
+        if self.drafted:
+            line += (
+                f"; drafted {self.drafted}, accepted {self.accepted} "
+                f"({self.acceptance_rate:.1%}), mean accepted length "
+                f"{self.mean_accepted_length:.2f}; draft {self.draft_seconds:.2f} s, "
+                f"target {self.target_seconds:.2f} s"
+            )
+        return line
