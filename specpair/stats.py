@@ -35,8 +35,9 @@ class DecodeStats:
     steps: int = 0  # target forward passes while decoding (one per round)
     drafted: int = 0
     accepted: int = 0
-    drafted_at: list[int] = field(default_factory=list)  # per draft position: times drafted
-    accepted_at: list[int] = field(default_factory=list)  # per draft position: times accepted
+    # per draft position i: rounds that reached i (tokens 0..i-1 all accepted), and accepted it
+    reached_at: list[int] = field(default_factory=list)
+    accepted_at: list[int] = field(default_factory=list)
     prefill_seconds: float = 0.0
     decode_seconds: float = 0.0
     draft_seconds: float = 0.0
@@ -48,19 +49,31 @@ class DecodeStats:
         self.steps += 1
         self.drafted += step.n_drafted
         self.accepted += step.n_accepted
-        if len(self.drafted_at) < step.n_drafted:
-            grow = step.n_drafted - len(self.drafted_at)
-            self.drafted_at += [0] * grow
+        if len(self.reached_at) < step.n_drafted:
+            grow = step.n_drafted - len(self.reached_at)
+            self.reached_at += [0] * grow
             self.accepted_at += [0] * grow
-        # acceptance stops at the first rejection: positions 0..n_accepted-1 were accepted
-        for i in range(step.n_drafted):
-            self.drafted_at[i] += 1
+        # verification stops at the first rejection: positions 0..n_accepted-1 were accepted,
+        # position n_accepted (if drafted) was reached and rejected, later ones never judged
+        for i in range(min(step.n_accepted + 1, step.n_drafted)):
+            self.reached_at[i] += 1
             self.accepted_at[i] += i < step.n_accepted
         self.prefill_seconds += step.prefill_seconds
         self.decode_seconds += step.seconds
         self.draft_seconds += step.draft_seconds
         self.target_seconds += step.target_seconds
         self.finish = step.finish or self.finish
+
+    def merge(self, other: DecodeStats) -> None:
+        """Add another generation's counters into this one (totals over benchmark runs)."""
+        for name in ("new_tokens", "steps", "drafted", "accepted", "prefill_seconds",
+                     "decode_seconds", "draft_seconds", "target_seconds"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        for mine, theirs in ((self.reached_at, other.reached_at),
+                             (self.accepted_at, other.accepted_at)):
+            mine.extend([0] * (len(theirs) - len(mine)))
+            for i, v in enumerate(theirs):
+                mine[i] += v
 
     @property
     def acceptance_rate(self) -> float:
@@ -79,8 +92,9 @@ class DecodeStats:
 
     @property
     def acceptance_by_position(self) -> list[float]:
-        """P(draft token i accepted | it was drafted), for i = 0..K-1."""
-        return [a / d if d else 0.0 for a, d in zip(self.accepted_at, self.drafted_at)]
+        """P(draft token i accepted | tokens 0..i-1 were), for i = 0..K-1: the per-position
+        acceptance rate alpha_i of Leviathan et al."""
+        return [a / r if r else 0.0 for a, r in zip(self.accepted_at, self.reached_at)]
 
     def to_dict(self) -> dict:
         return {

