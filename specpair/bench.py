@@ -55,8 +55,11 @@ class Mode:
         return self.draft_tokens == 0
 
 
-def modes_for(config: BenchConfig) -> list[Mode]:
-    return [Mode("plain", 0)] + [Mode(f"spec K={k}", k) for k in config.draft_tokens]
+def modes_for(config: BenchConfig, drafter_name: str = "") -> list[Mode]:
+    if drafter_name.startswith("adaptive"):
+        return [Mode("plain", 0)] + [Mode(f"auto K<={k}", k) for k in config.draft_tokens]
+    label = "ngram" if drafter_name == "ngram" else "spec"
+    return [Mode("plain", 0)] + [Mode(f"{label} K={k}", k) for k in config.draft_tokens]
 
 
 def _decode(target, drafter, prompt, mode: Mode, config: BenchConfig, seed: int,
@@ -85,7 +88,7 @@ def run_bench(
     describe: dict | None = None,
 ) -> dict:
     """Run the experiment; return the report as a dict (see README for its fields)."""
-    modes = modes_for(config)
+    modes = modes_for(config, drafter.name)
     encoded = [target.tokenize(target.chat_prompt(p.text) if p.chat else p.text)
                for p in prompts]
     seed = config.sampling.seed or 0

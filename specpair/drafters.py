@@ -14,7 +14,8 @@ from typing import Protocol
 import numpy as np
 
 from .backends import Backend, sync
-from .sampling import SamplingConfig, make_transform, sample
+from .errors import SpecpairError
+from .sampling import SamplingConfig, make_transform, sample, softmax
 
 
 @dataclass(frozen=True)
@@ -37,10 +38,14 @@ class ModelDrafter:
     """A (small) language model whose tokenizer lines up with the target's."""
 
     def __init__(
-        self, backend: Backend, *, sampling: SamplingConfig, rng: np.random.Generator
+        self, backend: Backend, *, sampling: SamplingConfig, rng: np.random.Generator,
+        p_min: float = 0.0,
     ) -> None:
+        if not 0 <= p_min < 1:
+            raise SpecpairError(f"--draft-p-min must be in [0, 1) (0 = off), got {p_min}")
         self.backend = backend
         self.name = backend.name
+        self.p_min = p_min
         self._transform = None if sampling.greedy else make_transform(sampling)
         self._rng = rng
 
@@ -51,6 +56,8 @@ class ModelDrafter:
         tokens: list[int] = []
         qs: list[np.ndarray] = []
         for i in range(k):
+            if self.p_min and float(softmax(logits).max()) < self.p_min:
+                break  # the draft is unsure: a guess here is likely rejected, stop drafting
             if self._transform is None:
                 token = int(np.argmax(logits))
             else:
@@ -64,3 +71,74 @@ class ModelDrafter:
 
     def close(self) -> None:
         self.backend.close()
+
+
+class RemappedDrafter:
+    """A drafter whose tokenizer has the target's token strings under other ids (`specpair check`
+    says "remappable"): contexts go in translated to draft ids, proposals come out in target ids.
+
+    Target tokens the draft lacks (special tokens only, for a remappable pair) reach the draft as
+    id 0: its guesses after them get worse, never the output.
+    """
+
+    def __init__(self, inner: Drafter, draft_to_target: dict[int, int]) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self._to_target = draft_to_target
+        self._from_target = {t: d for d, t in draft_to_target.items()}
+        self._width = max(draft_to_target.values(), default=-1) + 1
+
+    def propose(self, context: Sequence[int], k: int) -> Draft:
+        draft = self.inner.propose([self._from_target.get(t, 0) for t in context], k)
+        tokens: list[int] = []
+        for d in draft.tokens:  # stop at a token the target has no id for
+            if d not in self._to_target:
+                break
+            tokens.append(self._to_target[d])
+        q = None
+        if draft.q is not None:
+            q = np.zeros((len(tokens), self._width), dtype=draft.q.dtype)
+            ids = np.fromiter(self._to_target.keys(), dtype=np.int64)
+            ids = ids[ids < draft.q.shape[1]]
+            targets = np.array([self._to_target[int(d)] for d in ids], dtype=np.int64)
+            q[:, targets] = draft.q[: len(tokens), ids]
+        return Draft(tokens, q)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+DEFAULT_NGRAM_MIN = 2
+DEFAULT_NGRAM_MAX = 4
+
+
+class NgramDrafter:
+    """Prompt lookup: find the longest recent n-gram that ends the context earlier in the context
+    (prompt and generated text alike) and propose what followed it there. No model, near-zero
+    cost; it shines when the output repeats the input (editing code, quoting, summaries).
+
+    Proposals carry no probabilities (`q=None`): greedy verification checks them by match, and
+    sampled verification treats q as one-hot, which keeps sampling exact.
+    """
+
+    name = "ngram"
+
+    def __init__(self, *, n_min: int = DEFAULT_NGRAM_MIN, n_max: int = DEFAULT_NGRAM_MAX) -> None:
+        if not 1 <= n_min <= n_max:
+            raise SpecpairError(f"n-gram sizes must satisfy 1 <= min <= max, got {n_min}..{n_max}")
+        self.n_min, self.n_max = n_min, n_max
+
+    def propose(self, context: Sequence[int], k: int) -> Draft:
+        tokens = np.asarray(context, dtype=np.int64)
+        for n in range(min(self.n_max, len(tokens) - 1), self.n_min - 1, -1):
+            pattern = tokens[-n:]
+            # every earlier window of n tokens that is followed by at least one token
+            windows = np.lib.stride_tricks.sliding_window_view(tokens[:-1], n)
+            hits = np.flatnonzero((windows == pattern).all(axis=1))
+            if hits.size:
+                start = int(hits[-1]) + n  # the most recent match
+                return Draft(tokens[start : start + k].tolist())
+        return Draft([])
+
+    def close(self) -> None:
+        pass

@@ -94,6 +94,7 @@ def plot(report: dict, path: str) -> None:
             acc = m["acceptance_by_position"]
             right.plot(range(1, len(acc) + 1), acc, marker="o", label=m["name"])
     left.set(xlabel="run", ylabel="tokens/s", title="decoding speed per run")
+    left.set_xticks([r["run"] for r in report["modes"][0]["runs"]])
     left.set_ylim(bottom=0)
     left.legend()
     right.set(xlabel="draft position", ylabel="P(accepted | reached)",

@@ -42,6 +42,47 @@ def _last_log() -> str:
 N_BATCH = 512  # tokens per llama_decode call; longer inputs (prompts) are split
 
 
+def _tokenize(vocab, text: str, add_bos: bool) -> list[int]:
+    data = text.encode("utf-8")
+    n_max = len(data) + 8
+    buf = (llama_cpp.llama_token * n_max)()
+    n = llama_cpp.llama_tokenize(vocab, data, len(data), buf, n_max, add_bos, True)
+    if n < 0:  # cannot happen with one token per byte plus specials, but be exact
+        buf = (llama_cpp.llama_token * -n)()
+        n = llama_cpp.llama_tokenize(vocab, data, len(data), buf, -n, add_bos, True)
+    return list(buf[:n])
+
+
+def _piece(vocab, token: int) -> bytes:
+    buf = ctypes.create_string_buffer(256)
+    n = llama_cpp.llama_token_to_piece(vocab, token, buf, len(buf), 0, True)
+    if n < 0:
+        buf = ctypes.create_string_buffer(-n)
+        n = llama_cpp.llama_token_to_piece(vocab, token, buf, len(buf), 0, True)
+    return buf.raw[:n]
+
+
+class LlamaCppVocab:
+    """Only a GGUF file's tokenizer (llama.cpp's vocab_only load: no weights, well under a
+    second), for `specpair check`'s round-trip probe."""
+
+    def __init__(self, path: str) -> None:
+        params = llama_cpp.llama_model_default_params()
+        params.vocab_only = True
+        self._model = llama_cpp.llama_model_load_from_file(path.encode(), params)
+        if not self._model:
+            raise SpecpairError(f"llama.cpp could not read the tokenizer of {path}" + _last_log())
+        self._vocab = llama_cpp.llama_model_get_vocab(self._model)
+
+    def tokenize(self, text: str, *, add_bos: bool = False) -> list[int]:
+        return _tokenize(self._vocab, text, add_bos)
+
+    def __del__(self) -> None:
+        if getattr(self, "_model", None):
+            llama_cpp.llama_model_free(self._model)
+            self._model = None
+
+
 class LlamaCppBackend:
     def __init__(self, path: str, config: BackendConfig) -> None:
         meta = read_metadata(path)  # a clear error for files that are not GGUF at all
@@ -89,24 +130,12 @@ class LlamaCppBackend:
         return list(self._tokens)
 
     def tokenize(self, text: str, *, add_bos: bool = True) -> list[int]:
-        data = text.encode("utf-8")
-        n_max = len(data) + 8
-        buf = (llama_cpp.llama_token * n_max)()
-        n = llama_cpp.llama_tokenize(self._vocab, data, len(data), buf, n_max, add_bos, True)
-        if n < 0:  # cannot happen with one token per byte plus specials, but be exact
-            buf = (llama_cpp.llama_token * -n)()
-            n = llama_cpp.llama_tokenize(self._vocab, data, len(data), buf, -n, add_bos, True)
-        return list(buf[:n])
+        return _tokenize(self._vocab, text, add_bos)
 
     def token_bytes(self, token: int) -> bytes:
         piece = self._pieces.get(token)
         if piece is None:
-            buf = ctypes.create_string_buffer(256)
-            n = llama_cpp.llama_token_to_piece(self._vocab, token, buf, len(buf), 0, True)
-            if n < 0:
-                buf = ctypes.create_string_buffer(-n)
-                n = llama_cpp.llama_token_to_piece(self._vocab, token, buf, len(buf), 0, True)
-            piece = self._pieces[token] = buf.raw[:n]
+            piece = self._pieces[token] = _piece(self._vocab, token)
         return piece
 
     def chat_prompt(self, user_message: str) -> str:

@@ -1,0 +1,103 @@
+"""The adviser's formula and K choice on synthetic cost curves and acceptance profiles, and the
+adaptive drafter's online choices."""
+
+import pytest
+
+from specpair.adaptive import AdaptiveDrafter
+from specpair.advise import (
+    Calibration,
+    CostModel,
+    advise,
+    best_k,
+    expected_tokens,
+    predicted_speedup,
+)
+from specpair.drafters import Draft
+
+GPU_LIKE = tuple([1.0 + 0.02 * n for n in range(17)])  # verifying 17 tokens ~ 1.3 x one
+CPU_LIKE = (1.0, 1.5, 1.8, 2.9, 3.2, 3.6, 4.2, 4.9, 7.9, 8.5, 9.0)  # this project's 2-core CPU
+
+
+def test_expected_tokens_matches_leviathan_closed_form():
+    for alpha in (0.3, 0.6, 0.9):
+        for k in (1, 4, 8):
+            closed = (1 - alpha ** (k + 1)) / (1 - alpha)
+            assert expected_tokens([alpha] * k, k) == pytest.approx(closed)
+
+
+def test_expected_tokens_with_per_position_acceptance():
+    assert expected_tokens([0.8, 0.5], 2) == pytest.approx(1 + 0.8 + 0.8 * 0.5)
+    assert expected_tokens([0.8, 0.5], 3) == pytest.approx(1 + 0.8 + 0.4 + 0.4 * 0.65)
+
+
+def test_free_perfect_drafter_on_gpu_like_costs_wants_long_drafts():
+    k, s = best_k(CostModel(GPU_LIKE, 0.0), [1.0])
+    assert k == 16 and s == pytest.approx(17 / GPU_LIKE[16])
+
+
+def test_cheap_good_drafter_on_cpu_like_costs_prefers_short_drafts():
+    k, s = best_k(CostModel(CPU_LIKE, 0.001), [0.9] * 10)
+    assert k == 2 and s > 1.4  # the batch of 3 is cheap, the batch of 4 switches kernels
+
+
+def test_every_k_loses_so_plain_is_chosen():
+    """The 0.5B draft costs 0.6 of a target step: nothing wins at alpha 0.5 on CPU costs."""
+    cost = CostModel(CPU_LIKE, 0.6)
+    assert all(predicted_speedup(cost, [0.5] * 10, k) < 1 for k in range(1, 11))
+    assert best_k(cost, [0.5] * 10) == (0, 1.0)
+
+
+def test_advise_recommends_plain_in_words_when_nothing_wins():
+    advice = advise(CPU_LIKE, [Calibration("small.gguf", (0.6, 0.5, 0.5), 0.6, 30, 16),
+                               Calibration("ngram", (0.1,), 0.0, 10, 1)])
+    assert advice.choice is None
+    assert advice.reason.startswith("plain decoding is the fastest choice here")
+    assert len(advice.table) == 2 * (len(CPU_LIKE) - 1)
+
+
+def test_advise_picks_the_best_drafter_and_k():
+    advice = advise(CPU_LIKE, [Calibration("small.gguf", (0.6,), 0.6, 30, 16),
+                               Calibration("ngram", (0.95, 0.95, 0.9), 0.0005, 10, 9)])
+    assert advice.choice == ("ngram", 2)
+    assert advice.predicted_speedup > 1.4
+
+
+class Scripted:
+    """A drafter that always proposes the same continuation."""
+
+    name = "scripted"
+
+    def __init__(self, tokens):
+        self.tokens = tokens
+        self.calls = []
+
+    def propose(self, context, k):
+        self.calls.append(k)
+        return Draft(self.tokens[:k])
+
+    def close(self):
+        pass
+
+
+def test_adaptive_drafter_backs_off_to_plain_when_drafts_get_rejected():
+    inner = Scripted([9, 9, 9, 9])
+    drafter = AdaptiveDrafter(inner, CostModel(CPU_LIKE, 0.001), [0.95, 0.95], max_k=4)
+    context = [1, 2, 3]
+    assert drafter.propose(context, 8).tokens  # the prior says drafting pays
+    for _ in range(12):  # the target never takes a 9: it answers 5 each time
+        context = context + [5]
+        drafter.propose(context, 8)
+    assert drafter.chosen[-1] == 0
+    assert drafter.alphas[0] < 0.6  # learned down from the 0.95 prior, then stopped drafting
+
+
+def test_adaptive_drafter_learns_acceptance_from_the_context():
+    inner = Scripted([7, 7, 7])
+    drafter = AdaptiveDrafter(inner, CostModel(CPU_LIKE, 0.001), [0.2], max_k=3,
+                              min_speedup=0.0)
+    context = [1]
+    for _ in range(15):
+        draft = drafter.propose(context, 3)
+        context = context + draft.tokens + [4]  # all accepted, then the bonus token
+    assert drafter.alphas[0] > 0.9
+    assert drafter.chosen[-1] >= 2
