@@ -44,6 +44,11 @@ def _add_model_options(p: argparse.ArgumentParser, *, draft_default: str) -> Non
                    help="context length in tokens (default 4096, at most the model's own)")
     p.add_argument("--threads", type=int, default=None, metavar="N",
                    help="CPU threads per model (default: all cores)")
+    p.add_argument("--device", default="auto", metavar="DEV",
+                   help="transformers models: cpu, cuda, cuda:N or auto (default)")
+    p.add_argument("--dtype", default="auto", metavar="TYPE",
+                   help="transformers models: float32, bfloat16, float16 or auto (default: "
+                        "float32 on CPU, bfloat16 on GPU)")
 
 
 def _add_sampling_options(p: argparse.ArgumentParser) -> None:
@@ -174,7 +179,9 @@ def build_parser() -> argparse.ArgumentParser:
 def _backend_config(args: argparse.Namespace):
     from .backends import DEFAULT_N_CTX, BackendConfig
 
-    return BackendConfig(n_ctx=args.n_ctx or DEFAULT_N_CTX, threads=args.threads)
+    return BackendConfig(n_ctx=args.n_ctx or DEFAULT_N_CTX, threads=args.threads,
+                         device=getattr(args, "device", "auto"),
+                         dtype=getattr(args, "dtype", "auto"))
 
 
 def _sampling_config(args: argparse.Namespace):

@@ -222,19 +222,33 @@ def model_status(model: NamedModel) -> dict:
     }
 
 
+ENGINES = ("gguf", "hf")
+
+
 def resolve_model(spec: str) -> tuple[str, str]:
-    """A model spec to (engine, path). Specs: a model name, a path, or ENGINE:PATH."""
+    """A model spec to (engine, path or hub id).
+
+    - a model name (`specpair models`) or a .gguf file: llama.cpp;
+    - a folder (config.json, weights, tokenizer files): transformers;
+    - `gguf:SPEC` or `hf:SPEC` name the engine: `hf:model.gguf` loads a GGUF file into
+      transformers, `hf:org/name` a hub model already in the local HF cache.
+    """
     engine, sep, rest = spec.partition(":")
-    if sep and engine in ("gguf",):
+    if sep and engine in ENGINES:
         spec = rest
     else:
-        engine = "gguf"
+        engine = ""
     if spec in MODELS:
-        return engine, str(model_path(spec))
+        return engine or "gguf", str(model_path(spec))
     path = Path(spec).expanduser()
     if not path.exists():
+        if engine == "hf" and spec.count("/") == 1 and not spec.startswith((".", "/")):
+            return "hf", spec  # a hub id: transformers looks in the local cache only
         names = ", ".join(MODELS)
-        raise SpecpairError(f"model {spec!r} not found: give a .gguf file or one of: {names}")
+        raise SpecpairError(f"model {spec!r} not found: give a .gguf file, an HF model folder, "
+                            f"or one of: {names}")
     if path.is_dir():
-        raise SpecpairError(f"model {spec!r} is a directory: give a .gguf file")
-    return engine, str(path)
+        if engine == "gguf":
+            raise SpecpairError(f"gguf:{spec} is a folder: give the .gguf file")
+        return "hf", str(path)
+    return engine or "gguf", str(path)

@@ -165,18 +165,26 @@ def from_hf(path: str | Path) -> TokenizerInfo:
     )
 
 
-def _is_hf(spec: str) -> bool:
-    path = Path(spec).expanduser()
-    return path.is_dir() or path.suffix == ".json"
-
-
 def load_tokenizer_info(spec: str) -> TokenizerInfo:
-    """A model spec (name, .gguf path, gguf:PATH), a tokenizer.json, or a folder of HF files."""
+    """The tokenizer of a model spec (see `models.resolve_model`), a tokenizer.json, or a folder
+    of HF tokenizer files. Reads tokenizer files only, never weights."""
     from .models import resolve_model
 
-    if _is_hf(spec):
-        return from_hf(Path(spec).expanduser())
-    return from_gguf(resolve_model(spec)[1])
+    plain = spec.split(":", 1)[1] if spec.startswith(("hf:", "gguf:")) else spec
+    if Path(plain).expanduser().suffix == ".json":
+        return from_hf(Path(plain).expanduser())
+    engine, path = resolve_model(spec)
+    if path.endswith(".gguf") or (engine == "gguf" and Path(path).is_file()):
+        return from_gguf(path)
+    if Path(path).is_dir():
+        return from_hf(Path(path))
+    from huggingface_hub import try_to_load_from_cache  # a hub id in the local cache
+
+    found = try_to_load_from_cache(path, "tokenizer.json")
+    if not isinstance(found, str):
+        raise SpecpairError(f"no tokenizer.json for {path} in the local HF cache: download the "
+                            "model first, or give its folder")
+    return from_hf(Path(found).parent)
 
 
 def probe_tokenizer(spec: str, info: TokenizerInfo) -> Callable[[str], list[int]]:

@@ -103,3 +103,25 @@ def test_streaming_output_and_summary(capsys, target_path, draft_path):
     assert code == 0
     assert out.strip() and "<|im_end|>" not in out
     assert "tokens/s" in err and "accepted" in err
+
+
+@pytest.mark.real
+def test_draft_auto_completes_and_says_what_it_chose(capsys, target_path):
+    code, out, err = run_cli(capsys, "generate", "Write a haiku about tides.", "--chat",
+                             "--target", target_path, "--draft", "auto", "-n", "16", "--json")
+    assert code == 0
+    result = json.loads(out)
+    auto = result["auto"]
+    assert auto["reason"] and {c["drafter"] for c in auto["calibrations"]} >= {"ngram"}
+    assert len(auto["verify_seconds"]) >= 2
+    assert 0 < len(auto["k_chosen"]) <= result["stats"]["steps"]  # one per round it drafted for
+    assert "specpair: auto:" in err
+
+
+@pytest.mark.real
+def test_ngram_drafter_from_the_cli(capsys, target_path):
+    code, out, _ = run_cli(capsys, "generate", "Repeat exactly: alpha beta gamma delta alpha "
+                           "beta gamma delta", "--chat", "--target", target_path, "--draft",
+                           "ngram", "-n", "16", "--json")
+    assert code == 0
+    assert json.loads(out)["stats"]["drafted"] > 0

@@ -93,15 +93,15 @@ def sync(backend: Backend, tokens: Sequence[int]) -> np.ndarray:
 
 
 def load_backend(spec: str, config: BackendConfig) -> Backend:
-    """Open a model: a path to a .gguf file, or a model name from `specpair models`.
-
-    `gguf:PATH` names the engine explicitly.
-    """
+    """Open a model from a spec (see `models.resolve_model`): a .gguf file or a model name runs
+    on llama.cpp, a folder on transformers; `gguf:SPEC` / `hf:SPEC` choose the engine."""
     from ..models import resolve_model
 
     engine, path = resolve_model(spec)
-    if engine == "gguf":
-        from .llamacpp import LlamaCppBackend
+    if engine == "hf":
+        from .hf import HFBackend  # raises a one-line SpecpairError without the [hf] extra
 
-        return LlamaCppBackend(path, config)
-    raise SpecpairError(f"unknown engine {engine!r} in model spec {spec!r}; use gguf:PATH")
+        return HFBackend(path, config)
+    from .llamacpp import LlamaCppBackend
+
+    return LlamaCppBackend(path, config)
