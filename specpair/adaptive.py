@@ -22,12 +22,14 @@ PROBE_EVERY = 32  # plain rounds between two K = 1 probes
 
 class AdaptiveDrafter:
     def __init__(self, inner: Drafter, cost: CostModel, prior_alphas: Sequence[float], *,
-                 max_k: int, min_speedup: float = MIN_PREDICTED_SPEEDUP) -> None:
+                 max_k: int, min_speedup: float = MIN_PREDICTED_SPEEDUP,
+                 lengths: Sequence[float] | None = None) -> None:
         self.inner = inner
         self.name = f"adaptive {inner.name}"
         self.cost = cost
         self.max_k = min(max_k, cost.max_k)
         self.min_speedup = min_speedup
+        self.lengths = lengths  # how often the drafter proposes fewer than K (calibration)
         fill = sum(prior_alphas) / len(prior_alphas) if prior_alphas else 0.0
         alphas = [prior_alphas[i] if i < len(prior_alphas) else fill for i in range(self.max_k)]
         self.reached = [PRIOR_ROUNDS] * self.max_k
@@ -71,7 +73,7 @@ class AdaptiveDrafter:
     def propose(self, context: Sequence[int], k: int) -> Draft:
         self._learn(context)
         k_best, _ = best_k(self.cost, self.alphas, max_k=min(k, self.max_k),
-                           min_speedup=self.min_speedup)
+                           min_speedup=self.min_speedup, lengths=self.lengths)
         if k_best == 0:
             self._plain_rounds += 1
             if self._plain_rounds % PROBE_EVERY == 0:

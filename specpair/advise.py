@@ -47,27 +47,51 @@ class CostModel:
         return draft + self.verify[k]
 
 
-def expected_tokens(alphas: Sequence[float], k: int) -> float:
-    """E(K) = 1 + sum_{j=1..K} prod_{i<j} alpha_i; positions past the measured ones reuse the
-    mean of the measured alphas (0 when none were measured)."""
+def _survival(lengths: Sequence[float] | None, j: int) -> float:
+    """P(a proposal has at least j tokens). `lengths[l]` is the share of calibration rounds
+    whose proposal had l tokens (at the calibration K); None: proposals are always full, as a
+    model drafter's are. Past the calibration K, a full proposal is assumed to stay full."""
+    if lengths is None:
+        return 1.0
+    return float(sum(lengths[min(j, len(lengths) - 1):]))
+
+
+def expected_tokens(alphas: Sequence[float], k: int,
+                    lengths: Sequence[float] | None = None) -> float:
+    """E(K) = 1 + sum_{j=1..K} P(L >= j) prod_{i<j} alpha_i, L the proposal's length (always K
+    for a model drafter; an n-gram match may run out sooner). Positions past the measured ones
+    reuse the mean of the measured alphas (0 when none were measured)."""
     fill = float(np.mean(alphas)) if len(alphas) else 0.0
     total, reach = 1.0, 1.0
     for i in range(k):
         reach *= alphas[i] if i < len(alphas) else fill
-        total += reach
+        total += _survival(lengths, i + 1) * reach
     return total
 
 
-def predicted_speedup(cost: CostModel, alphas: Sequence[float], k: int) -> float:
-    return expected_tokens(alphas, k) * cost.verify[0] / cost.round_seconds(k)
+def expected_round_seconds(cost: CostModel, k: int,
+                           lengths: Sequence[float] | None = None) -> float:
+    """A round's cost, averaged over how many tokens the drafter actually proposes."""
+    if lengths is None:
+        return cost.round_seconds(k)
+    shares = [_survival(lengths, n) - _survival(lengths, n + 1) for n in range(k)]
+    shares.append(_survival(lengths, k))  # proposals of k or more tokens, cut to k
+    return sum(share * cost.round_seconds(n) for n, share in enumerate(shares))
+
+
+def predicted_speedup(cost: CostModel, alphas: Sequence[float], k: int,
+                      lengths: Sequence[float] | None = None) -> float:
+    return (expected_tokens(alphas, k, lengths) * cost.verify[0]
+            / expected_round_seconds(cost, k, lengths))
 
 
 def best_k(cost: CostModel, alphas: Sequence[float], *, max_k: int | None = None,
-           min_speedup: float = MIN_PREDICTED_SPEEDUP) -> tuple[int, float]:
+           min_speedup: float = MIN_PREDICTED_SPEEDUP,
+           lengths: Sequence[float] | None = None) -> tuple[int, float]:
     """The K with the highest predicted speedup, or (0, 1.0) (plain) when none reaches
     `min_speedup`."""
     top = min(cost.max_k, max_k or cost.max_k)
-    k, s = max(((k, predicted_speedup(cost, alphas, k)) for k in range(1, top + 1)),
+    k, s = max(((k, predicted_speedup(cost, alphas, k, lengths)) for k in range(1, top + 1)),
                key=lambda ks: ks[1])
     return (k, s) if s >= min_speedup else (0, 1.0)
 
@@ -98,6 +122,7 @@ class Calibration:
     draft_per_token: float  # seconds per proposed token (0 for a drafter that proposed nothing)
     drafted: int
     accepted: int
+    lengths: tuple[float, ...] | None = None  # share of rounds proposing 0..k_cal tokens
 
 
 def calibrate(target: Backend, drafter, prompts: Sequence[Sequence[int]], *, k_cal: int,
@@ -108,13 +133,19 @@ def calibrate(target: Backend, drafter, prompts: Sequence[Sequence[int]], *, k_c
 
     stats = DecodeStats()
     config = DecodeConfig(max_tokens=max_tokens, draft_tokens=k_cal, sampling=sampling)
+    counts = np.zeros(k_cal + 1)
     for prompt in prompts:
+        drafter.propose(prompt, 0)  # a model drafter evaluates the prompt now, not timed
         for step in decode_steps(target, drafter, prompt, config=config,
                                  rng=np.random.default_rng(sampling.seed or 0)):
             stats.add(step)
+            if not step.finish:  # the last round may be cut short by max_tokens
+                counts[min(step.n_drafted, k_cal)] += 1
     per_token = stats.draft_seconds / stats.drafted if stats.drafted else 0.0
+    full = counts[k_cal] == counts.sum()
+    lengths = None if full or not counts.sum() else tuple(counts / counts.sum())
     return Calibration(drafter.name, tuple(stats.acceptance_by_position), per_token,
-                       stats.drafted, stats.accepted)
+                       stats.drafted, stats.accepted, lengths)
 
 
 @dataclass(frozen=True)
@@ -129,7 +160,11 @@ class Advice:
     def to_dict(self) -> dict:
         return {
             "verify_seconds": list(self.verify),
-            "calibrations": [c.__dict__ | {"alphas": list(c.alphas)} for c in self.calibrations],
+            "calibrations": [{"drafter": c.drafter, "alphas": list(c.alphas),
+                              "draft_per_token": c.draft_per_token, "drafted": c.drafted,
+                              "accepted": c.accepted,
+                              "lengths": None if c.lengths is None else list(c.lengths)}
+                             for c in self.calibrations],
             "table": [{"drafter": d, "k": k, "tokens_per_second": t, "speedup": s}
                       for d, k, t, s in self.table],
             "choice": None if self.choice is None else {"drafter": self.choice[0],
@@ -147,7 +182,7 @@ def advise(verify: Sequence[float], calibrations: Sequence[Calibration], *,
     for cal in calibrations:
         cost = CostModel(tuple(verify), cal.draft_per_token)
         for k in range(1, min(max_k, cost.max_k) + 1):
-            s = predicted_speedup(cost, cal.alphas, k)
+            s = predicted_speedup(cost, cal.alphas, k, cal.lengths)
             table.append((cal.drafter, k, s / verify[0], s))
             if best is None or s > best[2]:
                 best = (cal.drafter, k, s)

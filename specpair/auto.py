@@ -94,7 +94,8 @@ def choose(target: Backend, candidates: Sequence[Drafter], prompt: Sequence[int]
         pick = [c.name for c in candidates].index(advice.choice[0])
     cal = calibrations[pick]
     cost = CostModel(verify, cal.draft_per_token)
-    return AdaptiveDrafter(candidates[pick], cost, cal.alphas, max_k=AUTO_MAX_K), advice
+    return AdaptiveDrafter(candidates[pick], cost, cal.alphas, max_k=AUTO_MAX_K,
+                           lengths=cal.lengths), advice
 
 
 def default_candidates(ngram: NgramDrafter, model_drafter: Drafter | None) -> list[Drafter]:

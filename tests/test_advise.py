@@ -101,3 +101,14 @@ def test_adaptive_drafter_learns_acceptance_from_the_context():
         context = context + draft.tokens + [4]  # all accepted, then the bonus token
     assert drafter.alphas[0] > 0.9
     assert drafter.chosen[-1] >= 2
+
+
+def test_short_proposals_lower_the_expected_tokens_and_the_round_cost():
+    from specpair.advise import expected_round_seconds
+
+    lengths = (0.5, 0.0, 0.5)  # half the rounds propose nothing, half propose 2 tokens
+    assert expected_tokens([1.0, 1.0], 2, lengths) == pytest.approx(1 + 0.5 + 0.5)
+    cost = CostModel(CPU_LIKE, 0.0)
+    assert expected_round_seconds(cost, 2, lengths) == pytest.approx(0.5 * 1.0 + 0.5 * 1.8)
+    # full proposals past the calibration K are assumed to stay full
+    assert expected_tokens([1.0] * 4, 4, lengths) == pytest.approx(1 + 0.5 * 4)
