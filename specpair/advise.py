@@ -184,7 +184,9 @@ def advise(verify: Sequence[float], calibrations: Sequence[Calibration], *,
         for k in range(1, min(max_k, cost.max_k) + 1):
             s = predicted_speedup(cost, cal.alphas, k, cal.lengths)
             table.append((cal.drafter, k, s / verify[0], s))
-            if best is None or s > best[2]:
+            # recommend only K whose acceptance was measured: past the calibration's K the
+            # alphas are extrapolated, and on the story suite that overestimated by up to 50%
+            if k <= max(len(cal.alphas), 1) and (best is None or s > best[2]):
                 best = (cal.drafter, k, s)
     if best is None:
         return Advice(tuple(verify), tuple(calibrations), (), None, 1.0, "no drafter to compare")

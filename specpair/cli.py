@@ -13,7 +13,7 @@ EXIT_INTERRUPTED = 130
 
 
 def _add_model_options(p: argparse.ArgumentParser, *, draft_default: str) -> None:
-    from .drafters import DEFAULT_NGRAM_MAX, DEFAULT_NGRAM_MIN
+    from .drafters import DEFAULT_DRAFT_P_MIN, DEFAULT_NGRAM_MAX, DEFAULT_NGRAM_MIN
     from .models import DEFAULT_TARGET, MODELS
 
     names = ", ".join(MODELS)
@@ -30,10 +30,11 @@ def _add_model_options(p: argparse.ArgumentParser, *, draft_default: str) -> Non
                    help=f"ngram drafter: shortest n-gram to match (default {DEFAULT_NGRAM_MIN})")
     p.add_argument("--ngram-max", type=int, default=DEFAULT_NGRAM_MAX, metavar="N",
                    help=f"ngram drafter: longest n-gram to match (default {DEFAULT_NGRAM_MAX})")
-    p.add_argument("--draft-p-min", type=float, default=0.0, metavar="P",
+    p.add_argument("--draft-p-min", type=float, default=DEFAULT_DRAFT_P_MIN, metavar="P",
                    help="model drafter: stop drafting when the draft's top probability falls "
-                        "below P (default 0 = off: on this project's 2-core CPUs it changed "
-                        "little, see docs/MEASUREMENTS.md)")
+                        f"below P (default {DEFAULT_DRAFT_P_MIN}; 0 = off, always K tokens). On "
+                        "the story suite at K=4 it took the 0.5B->1.5B pair from 0.46x to "
+                        "0.62x of plain speed on a 2-core CPU")
     p.add_argument("--adaptive", action="store_true",
                    help="choose K each round from measured costs and recent acceptance, down to "
                         "plain steps when drafting does not pay (always on with --draft auto)")

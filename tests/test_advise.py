@@ -112,3 +112,10 @@ def test_short_proposals_lower_the_expected_tokens_and_the_round_cost():
     assert expected_round_seconds(cost, 2, lengths) == pytest.approx(0.5 * 1.0 + 0.5 * 1.8)
     # full proposals past the calibration K are assumed to stay full
     assert expected_tokens([1.0] * 4, 4, lengths) == pytest.approx(1 + 0.5 * 4)
+
+
+def test_recommendation_stays_within_the_measured_draft_positions():
+    """Past the calibration's K the acceptance is extrapolated; never recommend from that."""
+    advice = advise(GPU_LIKE, [Calibration("ngram", (0.95, 0.95), 0.0, 40, 38)])
+    assert advice.choice == ("ngram", 2)
+    assert max(k for _, k, _, s in advice.table if s > advice.predicted_speedup) > 2

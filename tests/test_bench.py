@@ -16,7 +16,8 @@ def test_short_bench_report_has_every_field(tmp_path, capsys, target_path, draft
     md = tmp_path / "report.md"
     png = tmp_path / "report.png"
     code = main(["bench", "--target", target_path, "--draft", draft_path, "--runs", "2",
-                 "-n", "12", "-k", "1", "3", "--json", str(out), "--markdown", str(md),
+                 "-n", "12", "-k", "1", "3", "--draft-p-min", "0",  # always K: fixed lengths
+                 "--json", str(out), "--markdown", str(md),
                  "--plot", str(png)])
     assert code == 0
     terminal = capsys.readouterr().out
