@@ -70,6 +70,20 @@ class Backend(Protocol):
     def close(self) -> None: ...
 
 
+def check_eval(n_cached: int, n_new: int, n_ctx: int) -> None:
+    """The argument checks every backend's `eval` makes before touching its engine."""
+    if n_new == 0:
+        raise ValueError("eval needs at least one token")
+    if n_cached + n_new > n_ctx:
+        raise SpecpairError(f"{n_cached + n_new} tokens do not fit the context of {n_ctx}: "
+                            "raise --n-ctx or shorten the prompt")
+
+
+def check_rewind(n_past: int, n_cached: int) -> None:
+    if not 0 <= n_past <= n_cached:
+        raise ValueError(f"cannot rewind to {n_past}: the cache holds {n_cached}")
+
+
 def detokenize(backend: Backend, tokens: Sequence[int]) -> bytes:
     return b"".join(backend.token_bytes(t) for t in tokens)
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import SpecpairError
-from . import BackendConfig
+from . import BackendConfig, check_eval, check_rewind
 
 try:
     import torch
@@ -89,6 +89,9 @@ class HFBackend:
         self._pieces: dict[int, bytes] = {}
         self._cache = DynamicCache()
         self._tokens: list[int] = []
+        forward_args = inspect.signature(self.model.forward).parameters
+        # newer transformers 5 releases name the argument `cache` (past_key_values deprecated)
+        self._cache_arg = "cache" if "cache" in forward_args else "past_key_values"
         crop_args = inspect.signature(DynamicCache.crop).parameters
         # transformers 5 crops by a negative count of tokens to remove; 4.x took the length
         self._crop_by_removal = "tokens_to_remove" in crop_args
@@ -142,14 +145,10 @@ class HFBackend:
 
     @torch.inference_mode()
     def eval(self, tokens: Sequence[int], *, all_logits: bool = True) -> np.ndarray:
-        if not tokens:
-            raise ValueError("eval needs at least one token")
-        if len(self._tokens) + len(tokens) > self.n_ctx:
-            raise SpecpairError(f"{len(self._tokens) + len(tokens)} tokens do not fit the "
-                                f"context of {self.n_ctx}: raise --n-ctx or shorten the prompt")
+        check_eval(len(self._tokens), len(tokens), self.n_ctx)
         ids = torch.tensor([list(tokens)], dtype=torch.long, device=self.device)
         try:
-            out = self.model(input_ids=ids, past_key_values=self._cache, use_cache=True,
+            out = self.model(input_ids=ids, use_cache=True, **{self._cache_arg: self._cache},
                              logits_to_keep=0 if all_logits else 1)
         except BaseException:
             # a forward stopped part-way may have grown some layers and not others: start
@@ -160,8 +159,7 @@ class HFBackend:
         return out.logits[0].float().cpu().numpy()
 
     def rewind(self, n_past: int) -> None:
-        if not 0 <= n_past <= len(self._tokens):
-            raise ValueError(f"cannot rewind to {n_past}: the cache holds {len(self._tokens)}")
+        check_rewind(n_past, len(self._tokens))
         removed = len(self._tokens) - n_past
         if removed:
             self._cache.crop(-removed if self._crop_by_removal else n_past)

@@ -13,13 +13,13 @@ from collections import deque
 from collections.abc import Sequence
 from pathlib import Path
 
-import llama_cpp  # noqa: E402  (after the project imports: it prints on import otherwise)
+import llama_cpp
 import numpy as np
-from llama_cpp.llama_chat_format import Jinja2ChatFormatter  # noqa: E402
+from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
 from ..errors import SpecpairError
 from ..gguf_meta import read_metadata
-from . import BackendConfig
+from . import BackendConfig, check_eval, check_rewind
 
 # llama.cpp logs to stderr by default; keep its last lines to explain failures instead.
 _LOG: deque[str] = deque(maxlen=8)
@@ -149,11 +149,7 @@ class LlamaCppBackend:
         return formatter(messages=[{"role": "user", "content": user_message}]).prompt
 
     def eval(self, tokens: Sequence[int], *, all_logits: bool = True) -> np.ndarray:
-        if not tokens:
-            raise ValueError("eval needs at least one token")
-        if len(self._tokens) + len(tokens) > self.n_ctx:
-            raise SpecpairError(f"{len(self._tokens) + len(tokens)} tokens do not fit the "
-                                f"context of {self.n_ctx}: raise --n-ctx or shorten the prompt")
+        check_eval(len(self._tokens), len(tokens), self.n_ctx)
         rows = []
         start = len(self._tokens)
         try:
@@ -183,8 +179,7 @@ class LlamaCppBackend:
         return np.concatenate(rows) if len(rows) > 1 else rows[0]
 
     def rewind(self, n_past: int) -> None:
-        if not 0 <= n_past <= len(self._tokens):
-            raise ValueError(f"cannot rewind to {n_past}: the cache holds {len(self._tokens)}")
+        check_rewind(n_past, len(self._tokens))
         if not llama_cpp.llama_memory_seq_rm(self._memory, 0, n_past, -1):
             raise SpecpairError(f"{self.name}: llama.cpp cannot rewind this model's cache "
                                 "(recurrent architecture?), so it cannot verify drafts")
