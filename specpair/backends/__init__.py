@@ -84,10 +84,6 @@ def check_rewind(n_past: int, n_cached: int) -> None:
         raise ValueError(f"cannot rewind to {n_past}: the cache holds {n_cached}")
 
 
-def detokenize(backend: Backend, tokens: Sequence[int]) -> bytes:
-    return b"".join(backend.token_bytes(t) for t in tokens)
-
-
 def sync(backend: Backend, tokens: Sequence[int]) -> np.ndarray:
     """Bring the cache to exactly `tokens` and return the logits after the last one [1, V].
 

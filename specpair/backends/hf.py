@@ -19,7 +19,6 @@ from . import BackendConfig, check_eval, check_rewind
 
 try:
     import torch
-    import transformers
     from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
 except ImportError as e:  # raised as a user error by load_backend
     raise SpecpairError(
@@ -170,6 +169,3 @@ class HFBackend:
         self._cache = DynamicCache()
         self._tokens = []
 
-
-def version() -> str:
-    return f"transformers {transformers.__version__}, torch {torch.__version__}"
