@@ -102,7 +102,7 @@ def decode_steps(
             for i, token in enumerate(new):
                 if token in target.eos_ids:
                     new, finish = new[: i + 1], "eos"
-                    n_acc = min(n_acc, i)
+                    n_acc = min(n_acc, i + 1)  # an accepted draft EOS still counts as accepted
                     break
             committed += new
             n_new += len(new)

@@ -96,7 +96,7 @@ def test_eos_stops_generation_and_cuts_accepted_tokens_after_it():
     tokens, steps = run(target, drafter_for(table), [0], max_tokens=20, draft_tokens=5)
     assert tokens == [1, 2, 3]
     assert steps[-1].finish == "eos"
-    assert steps[-1].n_accepted == 2  # draft 1,2,3,4,5: accepted up to EOS, which ends it
+    assert steps[-1].n_accepted == 3  # draft 1,2,3,4,5: accepted up to EOS (3), which ends it
 
 
 def test_full_context_stops_cleanly():
