@@ -65,6 +65,7 @@ def _add_sampling_options(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     from .advise import DEFAULT_MAX_K
     from .decode import DEFAULT_DRAFT_TOKENS, DEFAULT_MAX_TOKENS
+    from .drafters import DEFAULT_NGRAM_MAX, DEFAULT_NGRAM_MIN
     from .models import DEFAULT_DRAFT, DEFAULT_TARGET
 
     parser = argparse.ArgumentParser(
@@ -158,8 +159,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="tokens decoded per calibration prompt (default 48)")
     adv.add_argument("--n-ctx", type=int, default=None, metavar="N", help="context length")
     adv.add_argument("--threads", type=int, default=None, metavar="N", help="CPU threads")
-    adv.add_argument("--ngram-min", type=int, default=2, metavar="N", help="ngram: shortest match")
-    adv.add_argument("--ngram-max", type=int, default=4, metavar="N", help="ngram: longest match")
+    adv.add_argument("--ngram-min", type=int, default=DEFAULT_NGRAM_MIN, metavar="N",
+                     help=f"ngram: shortest match (default {DEFAULT_NGRAM_MIN})")
+    adv.add_argument("--ngram-max", type=int, default=DEFAULT_NGRAM_MAX, metavar="N",
+                     help=f"ngram: longest match (default {DEFAULT_NGRAM_MAX})")
     adv.add_argument("--draft-p-min", type=float, default=0.0, metavar="P", help=argparse.SUPPRESS)
     _add_sampling_options(adv)
     adv.add_argument("--json", action="store_true", help="print the measurements and "

@@ -115,7 +115,7 @@ class RemappedDrafter:
 
 
 DEFAULT_NGRAM_MIN = 2
-DEFAULT_NGRAM_MAX = 4
+DEFAULT_NGRAM_MAX = 8  # edit suite: acceptance 0.85 -> 0.90 at K=4 against 4 (MEASUREMENTS.md)
 
 
 class NgramDrafter:
@@ -142,7 +142,9 @@ class NgramDrafter:
             windows = np.lib.stride_tricks.sliding_window_view(tokens[:-1], n)
             hits = np.flatnonzero((windows == pattern).all(axis=1))
             if hits.size:
-                start = int(hits[-1]) + n  # the most recent match
+                # the most recent match that is followed by k tokens; else the most recent one
+                full = hits[hits + n + k <= len(tokens)]
+                start = int(full[-1] if full.size else hits[-1]) + n
                 return Draft(tokens[start : start + k].tolist())
         return Draft([])
 
