@@ -19,7 +19,7 @@ from . import __version__
 from .adaptive import AdaptiveDrafter
 from .advise import Advice, Calibration, CostModel, advise, calibrate, measure_verify_costs
 from .backends import Backend
-from .drafters import Drafter, NgramDrafter
+from .drafters import Drafter
 
 AUTO_MAX_K = 8
 CALIBRATION_TOKENS = 24
@@ -97,6 +97,3 @@ def choose(target: Backend, candidates: Sequence[Drafter], prompt: Sequence[int]
     return AdaptiveDrafter(candidates[pick], cost, cal.alphas, max_k=AUTO_MAX_K,
                            lengths=cal.lengths), advice
 
-
-def default_candidates(ngram: NgramDrafter, model_drafter: Drafter | None) -> list[Drafter]:
-    return [ngram] + ([model_drafter] if model_drafter is not None else [])

@@ -163,7 +163,6 @@ def build_parser() -> argparse.ArgumentParser:
                      help=f"ngram: shortest match (default {DEFAULT_NGRAM_MIN})")
     adv.add_argument("--ngram-max", type=int, default=DEFAULT_NGRAM_MAX, metavar="N",
                      help=f"ngram: longest match (default {DEFAULT_NGRAM_MAX})")
-    adv.add_argument("--draft-p-min", type=float, default=0.0, metavar="P", help=argparse.SUPPRESS)
     _add_sampling_options(adv)
     adv.add_argument("--json", action="store_true", help="print the measurements and "
                                                          "predictions as JSON")

@@ -13,16 +13,15 @@ from .cli import EXIT_INTERRUPTED, backend_config, sampling_config
 from .errors import SpecpairError
 
 
-def _load_model_drafter(args, target_spec: str, draft_spec: str, config, sampling, rng):
-    """A model drafter after the tokenizer check (exit 3 before loading weights if the pair
-    does not line up); a remappable pair drafts through the check's translation table."""
+def _load_model_drafter(draft_spec: str, comparison, config, sampling, rng, *, p_min: float):
+    """A model drafter for a pair already checked (`comparison`, from check_pair, made before
+    any weights were loaded); a remappable pair drafts through the check's translation table."""
     from .backends import load_backend
-    from .check import REMAPPABLE, check_pair
+    from .check import REMAPPABLE
     from .drafters import ModelDrafter, RemappedDrafter
 
-    comparison = check_pair(target_spec, draft_spec)
     drafter = ModelDrafter(load_backend(draft_spec, config), sampling=sampling, rng=rng,
-                           p_min=args.draft_p_min)
+                           p_min=p_min)
     if comparison.verdict == REMAPPABLE:
         return RemappedDrafter(drafter, comparison.draft_to_target)
     return drafter
@@ -33,14 +32,14 @@ def _load_pair(args: argparse.Namespace, config, sampling, rng, prompts_of):
     gives the calibration prompts (token lists) once the target is loaded: --draft auto and
     --adaptive measure on them. Returns (target, drafter, advice or None)."""
     from .backends import load_backend
+    from .check import check_pair
     from .drafters import NgramDrafter
     from .models import DEFAULT_DRAFT
 
     spec = args.draft or "none"
+    comparison = None
     if spec not in ("none", "ngram", "auto"):
-        from .check import check_pair
-
-        check_pair(args.target, spec)  # before loading any weights
+        comparison = check_pair(args.target, spec)  # before loading any weights
     target = load_backend(args.target, config)
     ngram = NgramDrafter(n_min=args.ngram_min, n_max=args.ngram_max)
     if spec == "none":
@@ -50,17 +49,19 @@ def _load_pair(args: argparse.Namespace, config, sampling, rng, prompts_of):
     elif spec == "auto":
         from . import auto
 
-        model = None
+        candidates = [ngram]
         try:
-            model = _load_model_drafter(args, args.target, DEFAULT_DRAFT, config, sampling, rng)
+            candidates.append(_load_model_drafter(
+                DEFAULT_DRAFT, check_pair(args.target, DEFAULT_DRAFT), config, sampling, rng,
+                p_min=args.draft_p_min))
         except SpecpairError:
             pass  # the default draft does not line up with (or is missing for) this target
-        drafter, advice = auto.choose(target, auto.default_candidates(ngram, model),
-                                      prompts_of(target)[0], sampling=sampling,
-                                      threads=args.threads)
+        drafter, advice = auto.choose(target, candidates, prompts_of(target)[0],
+                                      sampling=sampling, threads=args.threads)
         return target, drafter, advice
     else:
-        drafter = _load_model_drafter(args, args.target, spec, config, sampling, rng)
+        drafter = _load_model_drafter(spec, comparison, config, sampling, rng,
+                                      p_min=args.draft_p_min)
     if args.adaptive:
         from . import auto
 
@@ -225,19 +226,17 @@ def cmd_advise(args: argparse.Namespace) -> int:
     config = backend_config(args)
     prompts = load_suite(args.suite)[:2]
     rng = np.random.default_rng(args.seed)
-    drafters = []
-    for spec in args.draft:  # check every pair before loading any weights
-        if spec not in ("ngram",):
-            from .check import check_pair
+    from .check import check_pair
 
-            check_pair(args.target, spec)
+    # check every pair before loading any weights
+    comparisons = {spec: check_pair(args.target, spec) for spec in args.draft if spec != "ngram"}
     target = load_backend(args.target, config)
     encoded = [target.tokenize(target.chat_prompt(p.text) if p.chat else p.text)
                for p in prompts]
-    for spec in args.draft:
-        drafters.append(NgramDrafter(n_min=args.ngram_min, n_max=args.ngram_max)
-                        if spec == "ngram" else
-                        _load_model_drafter(args, args.target, spec, config, sampling, rng))
+    # model drafters calibrate at fixed K (p-min off): the predictions are for fixed-K drafting
+    drafters = [NgramDrafter(n_min=args.ngram_min, n_max=args.ngram_max) if spec == "ngram" else
+                _load_model_drafter(spec, comparisons[spec], config, sampling, rng, p_min=0.0)
+                for spec in args.draft]
     console = stderr_console()
     with console.status("measuring the target's cost for batches of 1.."
                         f"{args.max_k + 1} tokens"):
