@@ -1,87 +1,245 @@
-"""Adaptive draft length: pick K every round from the cost model and the acceptance seen so far.
+"""Choosing, every round, which drafter proposes and how many tokens (K), or none at all.
 
-`AdaptiveDrafter` wraps any drafter. Before each round it infers how many of its previous
-proposal the target accepted (the context now starts with exactly those tokens, then the target's
-own token, which differs from the rejected draft in both greedy and sampled verification), updates
-per-position acceptance counts (decayed, so they follow the text), and chooses the K with the best
-predicted speedup. K = 0 means a plain step: when speculation stops paying, decoding falls back to
-plain by itself, and probes with K = 1 now and then in case the text turns predictable again.
+`AdaptiveDrafter` wraps candidate drafters (n-gram lookup, a model) and, before each round,
+predicts each one's speedup with the adviser's formula over what it has learned so far:
+- the target's verify cost for every batch size, from the rounds themselves (`CostCurve`);
+- each drafter's cost per token, from the rounds it drafted;
+- each drafter's acceptance by position, decayed so it follows the text.
+
+It proposes with the best one, or returns an empty draft (a plain step) when nothing is predicted
+to beat plain decoding. Regret stays bounded in two ways:
+- drafters that cost nothing to ask (`free`, the n-gram lookup) are asked every round and their
+  proposals judged against what the target then produced ("shadow" rounds): their acceptance is
+  learned without spending a single target evaluation on them;
+- a drafter that costs something is tried only when predicted to win, and, while plain decoding
+  is chosen, probed with K = 1 once every PROBE_EVERY rounds: at most one cheap losing round in
+  PROBE_EVERY.
+
+The decode loop reports each round back through `observe(step)`: its timings feed the cost model.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
-from .advise import MIN_PREDICTED_SPEEDUP, CostModel, best_k
+from .advise import MIN_PREDICTED_SPEEDUP, CostModel, predicted_speedup
+from .costs import CostCurve
 from .drafters import Draft, Drafter
+from .stats import Step
 
-DECAY = 0.9  # per round: acceptance counts have a memory of about 10 rounds
-PRIOR_ROUNDS = 4.0  # how many rounds the calibration's acceptance is worth
-PROBE_EVERY = 32  # plain rounds between two K = 1 probes
+DECAY = 0.9  # per judged round: acceptance counts have a memory of about 10 rounds
+PRIOR_ROUNDS = 4.0  # how many rounds a prior acceptance is worth
+PROBE_EVERY = 32  # plain rounds between two K = 1 probes of a drafter that costs something
+DEFAULT_PRIOR_ALPHA = 0.3  # conservative: a model draft must prove itself before it drafts long
+SHADOW_PENDING = 24  # free proposals awaiting judgement (a K=16 one waits up to 16 rounds)
 
 
-class AdaptiveDrafter:
-    def __init__(self, inner: Drafter, cost: CostModel, prior_alphas: Sequence[float], *,
-                 max_k: int, min_speedup: float = MIN_PREDICTED_SPEEDUP,
-                 lengths: Sequence[float] | None = None) -> None:
-        self.inner = inner
-        self.name = f"adaptive {inner.name}"
-        self.cost = cost
-        self.max_k = min(max_k, cost.max_k)
-        self.min_speedup = min_speedup
-        self.lengths = lengths  # how often the drafter proposes fewer than K (calibration)
-        fill = sum(prior_alphas) / len(prior_alphas) if prior_alphas else 0.0
-        alphas = [prior_alphas[i] if i < len(prior_alphas) else fill for i in range(self.max_k)]
-        self.reached = [PRIOR_ROUNDS] * self.max_k
-        self.accepted = [PRIOR_ROUNDS * a for a in alphas]
-        self.chosen: list[int] = []  # K chosen each round (0: plain), for reports
-        self._last: tuple[int, list[int]] | None = None
-        self._plain_rounds = 0
+@dataclass
+class Acceptance:
+    """Decayed per-position acceptance counts of one drafter (or one kind of its proposals)."""
+
+    reached: list[float]
+    accepted: list[float]
+    observed: int = 0  # positions judged at least once (a measured prior counts)
+
+    @classmethod
+    def prior(cls, alphas: Sequence[float], max_k: int, *, observed: int) -> Acceptance:
+        fill = sum(alphas) / len(alphas) if alphas else DEFAULT_PRIOR_ALPHA
+        full = [alphas[i] if i < len(alphas) else fill for i in range(max_k)]
+        return cls([PRIOR_ROUNDS] * max_k, [PRIOR_ROUNDS * a for a in full], observed)
 
     @property
     def alphas(self) -> list[float]:
-        """Per-position acceptance. Position i > 0 carries one pseudo-observation at position
-        i-1's estimate: positions not drafted lately (K was smaller) follow their neighbour
-        instead of keeping a stale value, which lets K grow again when drafts start landing."""
+        """Per-position conditional acceptance. Position i > 0 carries one pseudo-observation
+        at position i-1's estimate, so positions not drafted lately follow their neighbour
+        instead of keeping a stale value."""
         out: list[float] = []
         for a, r in zip(self.accepted, self.reached):
-            if out:
-                out.append((a + out[-1]) / (r + 1))
-            else:
-                out.append(a / r if r > 1e-6 else 0.0)
+            out.append((a + out[-1]) / (r + 1) if out else (a / r if r > 1e-6 else 0.0))
         return out
 
-    def _learn(self, context: Sequence[int]) -> None:
-        if self._last is None:
+    def learn(self, n_judged: int, n_accepted: int) -> None:
+        """One round judged positions 0..n_judged-1 and accepted the first n_accepted."""
+        if n_judged <= 0:
             return
-        start, proposal = self._last
-        self._last = None
-        if not proposal:
-            return
-        n_acc = 0
-        for drafted, kept in zip(proposal, context[start:]):
-            if drafted != kept:
-                break
-            n_acc += 1
-        n_acc = min(n_acc, len(context) - start - 1)  # the last new token is the target's own
         self.reached = [r * DECAY for r in self.reached]
         self.accepted = [a * DECAY for a in self.accepted]
-        for i in range(min(n_acc + 1, len(proposal))):
+        for i in range(min(n_judged, len(self.reached))):
             self.reached[i] += 1
-            self.accepted[i] += i < n_acc
+            self.accepted[i] += i < n_accepted
+        self.observed = max(self.observed, min(n_judged, len(self.reached)))
+
+
+@dataclass
+class Candidate:
+    """One drafter and what is known of it: acceptance overall and per kind of proposal
+    (Draft.kind: an n-gram match of 2 tokens predicts worse than one of 4)."""
+
+    drafter: Drafter
+    free: bool  # costs nothing to ask: judged in shadow every round
+    acceptance: Acceptance
+    seconds_per_token: float = 0.0
+    max_k: int = 16
+    drafted_tokens: int = 0
+    by_kind: dict[str, Acceptance] = field(default_factory=dict)
+
+    @classmethod
+    def with_prior(cls, drafter: Drafter, *, free: bool, prior: Sequence[float], max_k: int,
+                   seconds_per_token: float = 0.0) -> Candidate:
+        return cls(drafter, free, Acceptance.prior(prior, max_k, observed=len(prior)),
+                   seconds_per_token, max_k)
+
+    @property
+    def name(self) -> str:
+        return self.drafter.name
+
+    @property
+    def alphas(self) -> list[float]:
+        return self.acceptance.alphas
+
+    def of_kind(self, kind: str) -> Acceptance:
+        if not kind:
+            return self.acceptance
+        if kind not in self.by_kind:  # a new kind starts from the conservative default: a kind
+            # seen for the first time (a 2-token match in text that stopped repeating) must
+            # prove itself, in shadow, before it drafts
+            self.by_kind[kind] = Acceptance.prior([], self.max_k, observed=0)
+        return self.by_kind[kind]
+
+    def learn(self, n_judged: int, n_accepted: int, kind: str = "") -> None:
+        self.acceptance.learn(n_judged, n_accepted)
+        if kind:
+            self.of_kind(kind).learn(n_judged, n_accepted)
+
+
+class AdaptiveDrafter:
+    def __init__(self, candidates: Sequence[Candidate], curve: CostCurve, *,
+                 max_k: int, min_speedup: float = MIN_PREDICTED_SPEEDUP) -> None:
+        self.candidates = list(candidates)
+        self.curve = curve
+        self.max_k = min(max_k, curve.points - 1)
+        self.min_speedup = min_speedup
+        self.name = "auto" if len(self.candidates) != 1 else f"adaptive {self.candidates[0].name}"
+        self.chosen: list[tuple[str, int]] = []  # (drafter, K) each round; ("plain", 0)
+        self._used: Candidate | None = None  # the drafter of the round in flight
+        self._used_kind = ""
+        self._shadow: list[tuple[Candidate, int, Draft]] = []  # (who, start, proposal)
+        self._plain_rounds = 0
+
+    # -- learning -------------------------------------------------------------------------
+    def observe(self, step: Step) -> None:
+        """Called by the decode loop after every round."""
+        self.curve.observe(step.n_drafted + 1, step.target_seconds)
+        used, self._used = self._used, None
+        if used is None or not step.n_drafted:
+            return
+        used.drafted_tokens += step.n_drafted
+        if not used.free:
+            per_token = step.draft_seconds / step.n_drafted
+            w = 0.5 if used.seconds_per_token == 0 else 0.2
+            used.seconds_per_token += w * (per_token - used.seconds_per_token)
+            used.learn(step.judged, step.n_accepted, self._used_kind)
+
+    def _judge_shadows(self, context: Sequence[int]) -> None:
+        """Free proposals are judged against what the target produced after them: in greedy
+        decoding that is exactly what verification would have accepted; in sampled decoding,
+        accepting while the target's own sample agrees is how a q-free draft is verified, so the
+        match has the same distribution."""
+        pending = []
+        for who, start, draft in self._shadow:
+            proposal, produced = draft.tokens, context[start:]
+            n = 0
+            while n < len(proposal) and n < len(produced) and proposal[n] == produced[n]:
+                n += 1
+            if n < len(proposal) and n == len(produced):
+                pending.append((who, start, draft))  # not decided yet: wait for more text
+                continue
+            who.learn(min(n + 1, len(proposal)), n, draft.kind)
+        self._shadow = pending
+
+    # -- choosing -------------------------------------------------------------------------
+    def _predict(self, cand: Candidate, verify: tuple[float, ...], k_max: int, kind: str = "",
+                 ) -> tuple[int, float]:
+        cost = CostModel(verify, cand.seconds_per_token)
+        acceptance = cand.of_kind(kind)
+        alphas = acceptance.alphas
+        best = (0, 0.0)
+        # predict only K whose acceptance was observed, plus one to let K grow (the adviser's
+        # rule: extrapolated acceptance overestimated by up to 50%); a free drafter is judged
+        # at every position it proposes, in shadow
+        top = min(k_max, cand.max_k, cost.max_k)
+        if not cand.free:
+            top = min(top, acceptance.observed + 1)
+        for k in range(1, top + 1):
+            s = predicted_speedup(cost, alphas, k)
+            if s > best[1]:
+                best = (k, s)
+        return best
 
     def propose(self, context: Sequence[int], k: int) -> Draft:
-        self._learn(context)
-        k_best, _ = best_k(self.cost, self.alphas, max_k=min(k, self.max_k),
-                           min_speedup=self.min_speedup, lengths=self.lengths)
-        if k_best == 0:
-            self._plain_rounds += 1
-            if self._plain_rounds % PROBE_EVERY == 0:
-                k_best = 1
-        self.chosen.append(k_best)
-        draft = self.inner.propose(context, k_best) if k_best else Draft([])
-        self._last = (len(context), list(draft.tokens))
-        return draft
+        self._judge_shadows(context)
+        k_max = min(k, self.max_k)
+        free_drafts = {}
+        for cand in self.candidates:
+            if cand.free:  # ask now: it costs nothing, and its answer is judged in shadow
+                draft = cand.drafter.propose(context, k_max)
+                free_drafts[id(cand)] = draft
+                if draft.tokens and len(self._shadow) < SHADOW_PENDING:
+                    self._shadow.append((cand, len(context), draft))
+        if not self.curve.known:  # the first round measures a plain step
+            return self._plain(count=False)
+        verify = self.curve.estimate()
+        best: tuple[float, Candidate, int] | None = None
+        for cand in self.candidates:
+            limit, kind = k_max, ""
+            if cand.free:
+                draft = free_drafts[id(cand)]
+                limit, kind = min(limit, len(draft.tokens)), draft.kind  # no tokens: no round
+            if limit == 0:
+                continue
+            kk, s = self._predict(cand, verify, limit, kind)
+            if kk and (best is None or s > best[0]):
+                best = (s, cand, kk)
+        if best is None or best[0] < self.min_speedup:
+            return self._probe(context) or self._plain()
+        _, cand, kk = best
+        self._plain_rounds = 0
+        self._used, self._used_kind = cand, ""
+        self.chosen.append((cand.name, kk))
+        if cand.free:
+            draft = free_drafts[id(cand)]
+            return Draft(draft.tokens[:kk], None if draft.q is None else draft.q[:kk],
+                         draft.kind)
+        return cand.drafter.propose(context, kk)
+
+    def _plain(self, *, count: bool = True) -> Draft:
+        self._plain_rounds += count
+        self.chosen.append(("plain", 0))
+        return Draft([])
+
+    def _probe(self, context: Sequence[int]) -> Draft | None:
+        """Once every PROBE_EVERY plain rounds, try the most promising paid drafter with K = 1,
+        so a text that turned predictable is noticed."""
+        paid = [c for c in self.candidates if not c.free]
+        if not paid or (self._plain_rounds + 1) % PROBE_EVERY:
+            return None
+        self._plain_rounds += 1
+        cand = max(paid, key=lambda c: c.alphas[0] if c.alphas else 0.0)
+        self._used, self._used_kind = cand, ""
+        self.chosen.append((cand.name, 1))
+        return cand.drafter.propose(context, 1)
+
+    def rounds_by_choice(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for name, k in self.chosen:
+            key = "plain" if k == 0 else f"{name} K={k}"
+            out[key] = out.get(key, 0) + 1
+        return out
+
+    def learned_alphas(self) -> dict[str, list[float]]:
+        return {c.name: c.alphas for c in self.candidates}
 
     def close(self) -> None:
-        self.inner.close()
+        for cand in self.candidates:
+            cand.drafter.close()

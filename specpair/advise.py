@@ -24,6 +24,10 @@ import numpy as np
 from .backends import Backend, sync
 
 DEFAULT_MAX_K = 16
+# calibration K: an n-gram lookup is free, so it is judged as far as it reaches; a model
+# drafter at 4 (drafting 16 to calibrate would cost more than the decode it calibrates)
+K_CALIBRATION = {"ngram": 16}
+K_CALIBRATION_MODEL = 4
 # Choose speculation only when it is predicted to beat plain decoding by this margin: the
 # prediction has errors of its own, and losing to plain is the failure users complain about.
 MIN_PREDICTED_SPEEDUP = 1.05
@@ -144,7 +148,7 @@ def calibrate(target: Backend, drafter, prompts: Sequence[Sequence[int]], *, k_c
     per_token = stats.draft_seconds / stats.drafted if stats.drafted else 0.0
     full = counts[k_cal] == counts.sum()
     lengths = None if full or not counts.sum() else tuple(counts / counts.sum())
-    return Calibration(drafter.name, tuple(stats.acceptance_by_position), per_token,
+    return Calibration(drafter.name, tuple(stats.alphas), per_token,
                        stats.drafted, stats.accepted, lengths)
 
 

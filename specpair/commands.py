@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import time
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from .cli import EXIT_INTERRUPTED, backend_config, sampling_config
 from .errors import SpecpairError
+from .prompt import encode_prompt
 
 
 def _load_model_drafter(draft_spec: str, comparison, config, sampling, rng, *, p_min: float):
@@ -27,77 +31,115 @@ def _load_model_drafter(draft_spec: str, comparison, config, sampling, rng, *, p
     return drafter
 
 
-def _load_pair(args: argparse.Namespace, config, sampling, rng, prompts_of):
-    """The target and the drafter named by --draft (None for plain decoding). `prompts_of`
-    gives the calibration prompts (token lists) once the target is loaded: --draft auto and
-    --adaptive measure on them. Returns (target, drafter, advice or None)."""
+@dataclass
+class Pair:
+    """What --draft resolved to: the target, the drafter (None: plain decoding), and for
+    auto/--adaptive the plan (notes, what to remember afterwards)."""
+
+    target: object
+    drafter: object
+    plan: object = None
+    setup_seconds: float = 0.0  # loading the drafter and planning: what plain does not pay
+    draft_engines: dict = field(default_factory=dict)
+
+    def notes(self) -> list[str]:
+        return self.plan.notes if self.plan is not None else []
+
+
+def _model_option(args, config, sampling, rng, spec: str):
+    """auto's candidate model drafter `spec`, checked and loaded only if auto decides to."""
+    from .auto import ModelOption
+    from .check import check_pair
+    from .models import MODELS, cached_path, resolve_model
+
+    if spec in MODELS:  # do not assemble a named model auto may never load
+        engine, path, size = "gguf", str(cached_path(MODELS[spec])), MODELS[spec].size
+    else:
+        engine, path = resolve_model(spec)
+        size = os.path.getsize(path) if os.path.isfile(path) else 0
+    return ModelOption(
+        name=os.path.basename(path), engine=engine, path=path, size=size,
+        load=lambda: _load_model_drafter(spec, check_pair(args.target, spec), config, sampling,
+                                         rng, p_min=args.draft_p_min))
+
+
+def load_pair(args: argparse.Namespace, config, sampling, rng, *, kind: str) -> Pair:
+    """The target and the drafter named by --draft: none, ngram, auto (the default), or a
+    model (checked against the target before any weights load). `kind` names the kind of text
+    (auto keeps acceptance priors per pair and kind)."""
+    from .auto import plan
     from .backends import load_backend
     from .check import check_pair
     from .drafters import NgramDrafter
-    from .models import DEFAULT_DRAFT
+    from .models import DEFAULT_DRAFT, resolve_model
 
-    spec = args.draft or "none"
+    spec = args.draft or "auto"
     comparison = None
     if spec not in ("none", "ngram", "auto"):
         comparison = check_pair(args.target, spec)  # before loading any weights
     target = load_backend(args.target, config)
+    engine, _ = resolve_model(args.target)
     ngram = NgramDrafter(n_min=args.ngram_min, n_max=args.ngram_max)
+    t0 = time.perf_counter()
     if spec == "none":
-        return target, None, None
-    if spec == "ngram":
-        drafter = ngram
-    elif spec == "auto":
-        from . import auto
-
-        candidates = [ngram]
-        try:
-            candidates.append(_load_model_drafter(
-                DEFAULT_DRAFT, check_pair(args.target, DEFAULT_DRAFT), config, sampling, rng,
-                p_min=args.draft_p_min))
-        except SpecpairError:
-            pass  # the default draft does not line up with (or is missing for) this target
-        drafter, advice = auto.choose(target, candidates, prompts_of(target)[0],
-                                      sampling=sampling, threads=args.threads)
-        return target, drafter, advice
-    else:
-        drafter = _load_model_drafter(spec, comparison, config, sampling, rng,
-                                      p_min=args.draft_p_min)
-    if args.adaptive:
-        from . import auto
-
-        drafter, advice = auto.choose(target, [drafter], prompts_of(target)[0],
-                                      sampling=sampling, threads=args.threads)
-        return target, drafter, advice
-    return target, drafter, None
+        return Pair(target, None)
+    if spec == "ngram" and not args.adaptive:
+        return Pair(target, ngram)
+    if spec == "auto":
+        options = [_model_option(args, config, sampling, rng, DEFAULT_DRAFT)]
+        p = plan(target, engine, config, ngram=ngram, models=options, kind=kind)
+        return Pair(target, p.drafter, p, time.perf_counter() - t0,
+                    {o.name: (o.engine, o.path) for o in options})
+    if spec == "ngram":  # --adaptive ngram
+        p = plan(target, engine, config, ngram=ngram, kind=kind)
+        return Pair(target, p.drafter, p, time.perf_counter() - t0)
+    drafter = _load_model_drafter(spec, comparison, config, sampling, rng,
+                                  p_min=args.draft_p_min)
+    if not args.adaptive:
+        return Pair(target, drafter, None, time.perf_counter() - t0)
+    draft_engine, draft_path = resolve_model(spec)
+    p = plan(target, engine, config, ngram=None, forced=drafter,
+             forced_engine=(draft_engine, draft_path), kind=kind)
+    return Pair(target, p.drafter, p, time.perf_counter() - t0,
+                {drafter.name: (draft_engine, draft_path)})
 
 
-def _print_advice(advice) -> None:
-    if advice is not None:
-        print(f"specpair: auto: {advice.reason}", file=sys.stderr)
+def _print_notes(pair: Pair) -> None:
+    for line in pair.notes():
+        print(f"specpair: auto: {line}", file=sys.stderr)
+
+
+def _remember(pair: Pair, config) -> None:
+    if pair.plan is not None:
+        from .auto import remember
+
+        remember(pair.plan, config=config, draft_engines=pair.draft_engines)
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from .decode import DecodeConfig, generate_text
+    from .auto import AUTO_MAX_K
+    from .decode import DEFAULT_DRAFT_TOKENS, DecodeConfig, generate_text
     from .stats import DecodeStats
 
     sampling = sampling_config(args)
-    config = DecodeConfig(max_tokens=args.max_tokens, draft_tokens=args.draft_tokens,
-                          sampling=sampling, stop=tuple(args.stop))
+    auto_k = args.draft in ("auto", None) or args.adaptive
+    k = args.draft_tokens
+    if k is None:
+        k = AUTO_MAX_K if auto_k else DEFAULT_DRAFT_TOKENS
+    config = DecodeConfig(max_tokens=args.max_tokens, draft_tokens=k, sampling=sampling,
+                          stop=tuple(args.stop))
     engine_config = backend_config(args)
     prompt_text = sys.stdin.read() if args.prompt == "-" else args.prompt
     rng = np.random.default_rng(args.seed)
-
-    def encode(target):
-        text = target.chat_prompt(prompt_text) if args.chat else prompt_text
-        return [target.tokenize(text)]
-
-    target, drafter, advice = _load_pair(args, engine_config, sampling, rng, encode)
-    prompt = encode(target)[0]
-    _print_advice(advice)
-    stats = DecodeStats()
+    pair = load_pair(args, engine_config, sampling, rng,
+                     kind="chat" if args.chat else "raw")
+    target, drafter = pair.target, pair.drafter
+    prompt = encode_prompt(target, prompt_text, chat=args.chat)
+    _print_notes(pair)
+    stats = DecodeStats(setup_seconds=pair.setup_seconds)
     pieces: list[str] = []
     tokens: list[int] = []
-    interrupted = False
+    interrupted, error = False, None
     try:
         for chunk, step in generate_text(target, drafter, prompt, config=config, rng=rng,
                                          stats=stats):
@@ -108,15 +150,30 @@ def cmd_generate(args: argparse.Namespace) -> int:
                 sys.stdout.flush()
     except KeyboardInterrupt:
         interrupted = True
+    except SpecpairError as e:
+        if not args.json:
+            raise
+        error = e  # under --json the partial output and its statistics still go out
+    _remember(pair, engine_config)
     text = "".join(pieces)
     if args.json:
         out = {"text": text, "tokens": tokens, "stats": stats.to_dict()}
-        if advice is not None:
-            out["auto"] = advice.to_dict() | {"k_chosen": getattr(drafter, "chosen", [])}
+        if pair.plan is not None:
+            out["auto"] = pair.plan.to_dict()
+        if interrupted:
+            out["error"] = "interrupted"
+        if error is not None:
+            out["error"] = str(error)
         print(json.dumps(out, ensure_ascii=False))
+        if error is not None:
+            return error.exit_code
     else:
         sys.stdout.write("\n")
         print(stats.summary() + (" (interrupted)" if interrupted else ""), file=sys.stderr)
+        if pair.plan is not None:
+            rounds = ", ".join(f"{k}: {v}" for k, v in pair.plan.drafter.rounds_by_choice()
+                               .items())
+            print(f"specpair: auto: rounds {rounds}", file=sys.stderr)
     return EXIT_INTERRUPTED if interrupted else 0
 
 
@@ -141,44 +198,93 @@ def cmd_check(args: argparse.Namespace) -> int:
     return EXIT_INCOMPATIBLE if comparison.verdict == INCOMPATIBLE else 0
 
 
+def _bench_modes(args, pair: Pair, engine_config, sampling, rng, ks: list[int]):
+    """plain; the drafter named by --draft at each K; and auto (the default of `generate`),
+    rebuilt for every run so that its planning is paid, and learning across runs as repeated
+    `generate` calls do (or from nothing each run with --cold)."""
+    from .auto import AUTO_MAX_K, ModelOption, plan, remember
+    from .bench import Mode, fixed
+    from .drafters import NgramDrafter
+    from .models import DEFAULT_DRAFT, resolve_model
+
+    modes = [fixed("plain", 0, None)]
+    if pair.drafter is not None and args.draft != "auto":
+        label = "ngram" if args.draft == "ngram" else "spec"
+        modes += [fixed(f"{label} K={k}", k, pair.drafter, pair.setup_seconds) for k in ks]
+    if not (args.auto or args.draft == "auto"):
+        return modes
+    engine, _ = resolve_model(args.target)
+    option = _model_option(args, engine_config, sampling, rng, DEFAULT_DRAFT)
+    loaded: dict = {}
+
+    def load_once():  # a model drafter is loaded once; its load time is charged every run
+        if "drafter" not in loaded:
+            t0 = time.perf_counter()
+            loaded["drafter"] = option.load()
+            loaded["seconds"] = loaded["spent"] = time.perf_counter() - t0
+        loaded["charged"] = loaded["seconds"]
+        return loaded["drafter"]
+
+    lazy = ModelOption(option.name, option.engine, option.path, option.size, load_once)
+    last: dict = {}
+
+    def setup():
+        loaded["charged"] = loaded["spent"] = 0.0
+        t0 = time.perf_counter()
+        p = plan(pair.target, engine, engine_config,
+                 ngram=NgramDrafter(n_min=args.ngram_min, n_max=args.ngram_max),
+                 models=[lazy], kind=args.suite, fresh=args.cold)
+        last["plan"] = p
+        return p.drafter, time.perf_counter() - t0 - loaded["spent"] + loaded["charged"]
+
+    def after(drafter):
+        if not args.cold:
+            remember(last["plan"], config=engine_config,
+                     draft_engines={option.name: (option.engine, option.path)})
+
+    name = "auto (cold)" if args.cold else "auto"
+    return modes + [Mode(name, AUTO_MAX_K, setup, after)]
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from . import report as render
-    from .auto import AUTO_MAX_K
-    from .bench import BenchConfig, modes_for, run_bench
+    from .bench import BenchConfig, run_bench
     from .console import stderr_console
+    from .decode import DEFAULT_DRAFT_TOKENS, DecodeConfig
     from .suites import load_suite
 
     if args.draft in ("none", ""):
         raise SpecpairError("bench compares plain with speculative decoding: give a --draft")
-    if args.draft == "auto" or args.adaptive:
-        args.draft_tokens = [AUTO_MAX_K]  # the adaptive drafter picks K <= this each round
+    if args.adaptive:
+        raise SpecpairError("bench: --adaptive is what the auto column measures; drop it")
+    ks = [DEFAULT_DRAFT_TOKENS] if args.draft_tokens is None else args.draft_tokens
+    for k in ks:
+        DecodeConfig(draft_tokens=k)  # validates K with the usual message
     sampling = sampling_config(args)
     config = BenchConfig(suite=args.suite, runs=args.runs, max_tokens=args.max_tokens,
-                         draft_tokens=tuple(args.draft_tokens), sampling=sampling)
+                         sampling=sampling)
     engine_config = backend_config(args)
-    prompts = load_suite(args.suite)
+    texts = load_suite(args.suite)
     for path in (args.json, args.markdown, args.plot):
         if path and path != "-":
             _check_writable(path)
-    def encode(target):
-        return [target.tokenize(target.chat_prompt(p.text) if p.chat else p.text)
-                for p in prompts]
-
-    target, drafter, advice = _load_pair(args, engine_config, sampling,
-                                         np.random.default_rng(args.seed), encode)
-    _print_advice(advice)
-    total = config.runs * len(modes_for(config)) * config.max_tokens
+    rng = np.random.default_rng(args.seed)
+    pair = load_pair(args, engine_config, sampling, rng, kind=args.suite)
+    target = pair.target
+    prompts = [encode_prompt(target, p.text, chat=p.chat) for p in texts]
+    modes = _bench_modes(args, pair, engine_config, sampling, rng, ks)
+    total = config.runs * len(modes) * config.max_tokens
     progress = Progress(TextColumn("bench"), BarColumn(), MofNCompleteColumn(),
                         TextColumn("tokens"), TimeElapsedColumn(), console=stderr_console(),
                         transient=True)
+    draft_name = getattr(pair.drafter, "name", "none") if args.draft != "auto" else "auto"
     with progress:
         task = progress.add_task("bench", total=total)
-        result = run_bench(target, drafter, prompts, config,
+        result = run_bench(target, modes, prompts, config,
                            advance=lambda n: progress.advance(task, n),
-                           describe={"target": target.name, "draft": drafter.name}
-                           | ({"auto": advice.to_dict()} if advice else {}))
+                           describe={"target": target.name, "draft": draft_name})
     from rich.console import Console
 
     render.print_report(result, stderr_console() if args.json == "-" else Console())
@@ -211,11 +317,12 @@ def cmd_advise(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from .advise import advise, calibrate, measure_verify_costs
-    from .auto import K_CALIBRATION, K_CALIBRATION_MODEL
+    from . import costs
+    from .advise import K_CALIBRATION, K_CALIBRATION_MODEL, advise, calibrate, measure_verify_costs
     from .backends import load_backend
     from .console import stderr_console
     from .drafters import NgramDrafter
+    from .models import resolve_model
     from .suites import load_suite
 
     if not 1 <= args.max_k <= 32:
@@ -231,7 +338,7 @@ def cmd_advise(args: argparse.Namespace) -> int:
     # check every pair before loading any weights
     comparisons = {spec: check_pair(args.target, spec) for spec in args.draft if spec != "ngram"}
     target = load_backend(args.target, config)
-    encoded = [target.tokenize(target.chat_prompt(p.text) if p.chat else p.text)
+    encoded = [encode_prompt(target, p.text, chat=p.chat)
                for p in prompts]
     # model drafters calibrate at fixed K (p-min off): the predictions are for fixed-K drafting
     drafters = [NgramDrafter(n_min=args.ngram_min, n_max=args.ngram_max) if spec == "ngram" else
@@ -249,6 +356,15 @@ def cmd_advise(args: argparse.Namespace) -> int:
                                           max_tokens=args.calibration_tokens,
                                           sampling=sampling))
     advice = advise(verify, calibrations, max_k=args.max_k)
+    # fill the cost cache that --draft auto reads: the verify curve and each model's cost
+    engine, _ = resolve_model(args.target)
+    updates = {costs.cost_key("verify", engine, target.path, config): list(verify)}
+    for spec, cal in zip(args.draft, calibrations):
+        if spec != "ngram" and cal.drafted:
+            draft_engine, draft_path = resolve_model(spec)
+            updates[costs.cost_key("draft", draft_engine, draft_path, config)] = \
+                cal.draft_per_token
+    stored = costs.save(updates)
     if args.json:
         print(json.dumps(advice.to_dict() | {"target": target.name, "suite": args.suite},
                          indent=2))
@@ -274,6 +390,9 @@ def cmd_advise(args: argparse.Namespace) -> int:
         table.add_row(str(k), *cells)
     out.print(table)
     out.print(f"[bold]recommendation: {advice.reason}[/bold]", soft_wrap=True)
+    where = (f"stored in {costs.cache_file()}" if stored
+             else "NOT stored (the cache directory is not writable)")
+    out.print(f"costs {where}: --draft auto uses them", soft_wrap=True)
     return 0
 
 
@@ -299,3 +418,91 @@ def cmd_models(args: argparse.Namespace) -> int:
                       "yes" if r["assembled"] else "on first use", r["path"])
     Console().print(table)
     return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """`specpair serve`: load the pair once, then answer OpenAI-style requests until SIGTERM."""
+    import ipaddress
+
+    import uvicorn
+
+    from .backends import load_backend
+    from .check import check_pair
+    from .models import DEFAULT_DRAFT, MODELS, cached_path, resolve_model
+    from .serve.app import ServeSettings, create_app
+    from .serve.engine import DraftModel, Engine
+
+    sampling = sampling_config(args)
+    config = backend_config(args)
+    if args.max_queue < 0:
+        raise SpecpairError(f"--max-queue must be >= 0, got {args.max_queue}")
+    if args.max_tokens_cap < 1 or args.max_tokens > args.max_tokens_cap:
+        raise SpecpairError("--max-tokens must be between 1 and --max-tokens-cap")
+    spec = args.draft or "auto"
+    draft_model = None
+    if spec not in ("auto", "none", "ngram"):
+        check_pair(args.target, spec)  # exit 3 before any weights load
+        engine_name, path = resolve_model(spec)
+        draft_model = DraftModel(os.path.basename(path), engine_name, path,
+                                 os.path.getsize(path), lambda: load_backend(spec, config))
+    elif spec == "auto":  # auto may load the default draft, if it can win here
+        path = str(cached_path(MODELS[DEFAULT_DRAFT]))
+        draft_model = DraftModel(
+            os.path.basename(path), "gguf", path, MODELS[DEFAULT_DRAFT].size,
+            lambda: _checked_backend(args.target, DEFAULT_DRAFT, config))
+    target = load_backend(args.target, config)
+    engine_name, _ = resolve_model(args.target)
+    engine = Engine(target, engine=engine_name, config=config, max_queue=args.max_queue,
+                    draft_model=draft_model, ngram=(args.ngram_min, args.ngram_max),
+                    draft_p_min=args.draft_p_min)
+    settings = ServeSettings(
+        model=args.model_name or target.name,
+        draft=spec if spec in ("auto", "none", "ngram") else "model",
+        draft_tokens=args.draft_tokens, max_tokens_cap=args.max_tokens_cap,
+        default_max_tokens=args.max_tokens, api_key=args.api_key, sampling=sampling,
+        stop=tuple(args.stop))
+    app = create_app(engine, settings)
+    try:
+        loopback = ipaddress.ip_address(args.host).is_loopback
+    except ValueError:
+        loopback = args.host == "localhost"
+    if not loopback and not args.api_key:
+        print(f"specpair: warning: listening on {args.host} without --api-key: anyone who can "
+              "reach this port can use the model", file=sys.stderr)
+    print(f"specpair: serving {target.name} (drafter {settings.draft}) on "
+          f"http://{args.host}:{args.port}  (chat page: /, API: /v1, metrics: /metrics)",
+          file=sys.stderr)
+    server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port,
+                                           log_level="warning",
+                                           timeout_graceful_shutdown=args.shutdown_grace))
+    _serve_until_signalled(server)
+    engine.shutdown(cancel_after=args.shutdown_grace)  # cancels what is still decoding
+    print("specpair: stopped", file=sys.stderr)
+    return 0
+
+
+def _serve_until_signalled(server) -> None:
+    """Run uvicorn; SIGTERM or SIGINT stop it gracefully (no new connections, in-flight
+    requests get --shutdown-grace seconds). uvicorn's own handlers re-raise the signal after
+    shutting down, which would end the process with -15 instead of 0: ours do not."""
+    import contextlib
+    import signal
+
+    def stop(signum, frame) -> None:
+        server.should_exit = True
+
+    server.capture_signals = contextlib.nullcontext  # keep uvicorn from installing its own
+    previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        server.run()
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+def _checked_backend(target: str, draft: str, config):
+    from .backends import load_backend
+    from .check import check_pair
+
+    check_pair(target, draft)
+    return load_backend(draft, config)

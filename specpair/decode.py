@@ -7,13 +7,13 @@ incremental UTF-8 decoding, stop strings, and folding steps into `DecodeStats`.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from .backends import Backend, sync
-from .drafters import Draft, Drafter
+from .drafters import Draft, Drafter, restricted
 from .errors import SpecpairError
 from .sampling import SamplingConfig, make_transform
 from .stats import DecodeStats, Step
@@ -58,10 +58,15 @@ def decode_steps(
     *,
     config: DecodeConfig,
     rng: np.random.Generator,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> Iterator[Step]:
     """Decode after `prompt`, one verification round per step, until EOS, max_tokens or a full
-    context. Stopping the generator early (close, break) leaves the target's cache consistent."""
+    context. Stopping the generator early (close, break) leaves the target's cache consistent.
+
+    A drafter that learns from the rounds (adaptive.py) has an `observe(step)` method; it is
+    called after every round. `clock` times the rounds (tests pass a simulated one)."""
     check_prompt_fits(target, len(prompt))
+    observe = getattr(drafter, "observe", None)
     sampling = config.sampling
     transform = None if sampling.greedy else make_transform(sampling)
     committed = list(prompt)
@@ -72,53 +77,63 @@ def decode_steps(
     # distribution for draft token i and row k the bonus position. After accepting n draft tokens
     # and one target token, the cache must again hold committed[:-1]: rewinding to that length
     # drops the rejected drafts' slots (they are overwritten later, never copied).
-    t0 = time.perf_counter()
+    # A one-token prompt leaves nothing to evaluate, but the cache may still hold an earlier
+    # decode's tokens: empty it, or the next round is conditioned on a stale context.
+    t0 = clock()
     if len(committed) > 1:
         sync(target, committed[:-1])
-    prefill_seconds = time.perf_counter() - t0
+    else:
+        target.rewind(0)
+    prefill_seconds = clock() - t0
 
     n_new = 0
     try:
         while True:
-            t_start = time.perf_counter()
+            t_start = clock()
             room = target.n_ctx - len(committed)  # cache slots left for pending + drafts
             if room < 0:
                 finish = "context"
                 break
             k = min(config.draft_tokens, config.max_tokens - n_new - 1, room) if drafter else 0
             draft = drafter.propose(committed, k) if k > 0 else Draft([])
-            t_drafted = time.perf_counter()
+            draft = fit_to_vocab(draft, target.n_vocab)
+            t_drafted = clock()
 
             logits = target.eval([committed[-1], *draft.tokens])
-            t_verified = time.perf_counter()
+            t_verified = clock()
             if transform is None:
                 n_acc, next_token = verify_greedy(logits, draft.tokens)
             else:
-                q = None if draft.q is None else _match_width(draft.q, logits.shape[-1])
-                n_acc, next_token = verify_sampled(transform(logits), q, draft.tokens, rng)
+                n_acc, next_token = verify_sampled(transform(logits), draft.q, draft.tokens, rng)
 
             new = [*draft.tokens[:n_acc], next_token]
+            n_judged = min(n_acc + 1, len(draft.tokens))
             finish = None
             for i, token in enumerate(new):
                 if token in target.eos_ids:
                     new, finish = new[: i + 1], "eos"
-                    n_acc = min(n_acc, i + 1)  # an accepted draft EOS still counts as accepted
+                    if i < n_acc:  # an accepted draft EOS: it counts as accepted, and the
+                        n_acc = n_judged = i + 1  # draft positions after it were never judged
                     break
             committed += new
             n_new += len(new)
             target.rewind(len(committed) - 1)
             if finish is None and n_new >= config.max_tokens:
                 finish = "max_tokens"
-            yield Step(
+            step = Step(
                 tokens=new,
                 n_drafted=len(draft.tokens),
                 n_accepted=n_acc,
+                n_judged=n_judged,
                 draft_seconds=t_drafted - t_start,
                 target_seconds=t_verified - t_drafted,
-                seconds=time.perf_counter() - t_start,
+                seconds=clock() - t_start,
                 prefill_seconds=prefill_seconds,
                 finish=finish,
             )
+            if observe is not None:
+                observe(step)
+            yield step
             prefill_seconds = 0.0
             if finish:
                 return
@@ -130,14 +145,21 @@ def decode_steps(
             target.rewind(len(committed) - 1)
 
 
-def _match_width(q: np.ndarray, n_vocab: int) -> np.ndarray:
-    """Draft and target logits may differ in width only by padding rows that no tokenizer
-    produces (the pair passed the tokenizer check): pad or cut q to the target's width."""
-    if q.shape[-1] == n_vocab:
-        return q
-    if q.shape[-1] > n_vocab:
-        return q[:, :n_vocab]
-    return np.pad(q, ((0, 0), (0, n_vocab - q.shape[-1])))
+def fit_to_vocab(draft: Draft, n_vocab: int) -> Draft:
+    """The draft as the target can verify it. Draft and target may differ in width by padding
+    ids that no text produces (the pair passed the tokenizer check), but a draft can still
+    propose one, and the target would fail on it (llama.cpp) or index past its logits
+    (transformers): cut the draft before the first such id. q is padded or cut to the target's
+    width; cutting drops mass, so it is renormalised (`restricted`)."""
+    cut = next((i for i, t in enumerate(draft.tokens) if not 0 <= t < n_vocab), None)
+    if cut is not None:
+        draft = Draft(draft.tokens[:cut], None if draft.q is None else draft.q[:cut])
+    q = draft.q
+    if q is None or q.shape[-1] == n_vocab:
+        return draft
+    if q.shape[-1] < n_vocab:
+        return Draft(draft.tokens, np.pad(q, ((0, 0), (0, n_vocab - q.shape[-1]))))
+    return restricted(draft, q[:, :n_vocab])
 
 
 def generate_text(
@@ -150,18 +172,23 @@ def generate_text(
     stats: DecodeStats,
 ) -> Iterator[tuple[str, Step]]:
     """Yield (new text, step) as decoding goes and fold every step into `stats`; honours stop
-    strings (text may be empty while a possible stop string is held back)."""
+    strings (text may be empty while a possible stop string is held back).
+
+    The step that completes a stop string is cut after the token that completes it: tokens past
+    it are not output, not yielded and not counted as new tokens. (The verification counters
+    keep what the verifier judged: that work was done.)"""
     stats.prompt_tokens = len(prompt)
     text = TextStream(target, stop=config.stop)
     steps = decode_steps(target, drafter, prompt, config=config, rng=rng)
     try:
         for step in steps:
-            stats.add(step)
             chunk = text.add(step.tokens)
             if text.stopped:
-                stats.finish = "stop"
+                step = replace(step, tokens=step.tokens[: text.kept_tokens], finish="stop")
+                stats.add(step)
                 yield chunk + text.flush(), step
                 break
+            stats.add(step)
             if step.finish:
                 chunk += text.flush()
             yield chunk, step

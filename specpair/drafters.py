@@ -22,6 +22,29 @@ from .sampling import SamplingConfig, make_transform, sample, softmax
 class Draft:
     tokens: list[int]
     q: np.ndarray | None = None  # [len(tokens), V]: the draft's distribution at each token
+    # what kind of proposal this is, for drafters whose acceptance depends on it (the n-gram
+    # lookup: how long the match was); the adaptive chooser learns acceptance per kind
+    kind: str = ""
+
+
+def restricted(draft: Draft, q: np.ndarray) -> Draft:
+    """`draft` with `q` replaced by the given rows (the draft's distribution cut down to the ids a
+    target can take), renormalised row by row.
+
+    Why this is exact: the drafter sampled each token from its full distribution and stops
+    proposing when it draws an id the target lacks. Given that it did propose at a position, the
+    token is distributed as q restricted to the ids the target has, renormalised; rejection
+    sampling with that q keeps the target's distribution. A row with no mass left cannot have
+    produced its token (only rounding gets there): the draft is cut before it.
+    """
+    mass = q.sum(axis=1)
+    n = len(draft.tokens)
+    for i in range(n):
+        if not mass[i] > 0:
+            n = i
+            break
+    rows = q[:n] / mass[:n, None]
+    return Draft(draft.tokens[:n], rows.astype(q.dtype, copy=False))
 
 
 class Drafter(Protocol):
@@ -101,14 +124,16 @@ class RemappedDrafter:
             if d not in self._to_target:
                 break
             tokens.append(self._to_target[d])
-        q = None
-        if draft.q is not None:
-            q = np.zeros((len(tokens), self._width), dtype=draft.q.dtype)
-            ids = np.fromiter(self._to_target.keys(), dtype=np.int64)
-            ids = ids[ids < draft.q.shape[1]]
-            targets = np.array([self._to_target[int(d)] for d in ids], dtype=np.int64)
-            q[:, targets] = draft.q[: len(tokens), ids]
-        return Draft(tokens, q)
+        if draft.q is None:
+            return Draft(tokens)
+        # q in target ids: the mass of draft ids the target lacks is dropped and the rest
+        # renormalised (see `restricted`), else sampled verification would not be exact
+        q = np.zeros((len(tokens), self._width), dtype=draft.q.dtype)
+        ids = np.fromiter(self._to_target.keys(), dtype=np.int64)
+        ids = ids[ids < draft.q.shape[1]]
+        targets = np.array([self._to_target[int(d)] for d in ids], dtype=np.int64)
+        q[:, targets] = draft.q[: len(tokens), ids]
+        return restricted(Draft(tokens), q)
 
     def close(self) -> None:
         self.inner.close()
@@ -145,7 +170,9 @@ class NgramDrafter:
                 # the most recent match that is followed by k tokens; else the most recent one
                 full = hits[hits + n + k <= len(tokens)]
                 start = int(full[-1] if full.size else hits[-1]) + n
-                return Draft(tokens[start : start + k].tolist())
+                # a long match predicts far better than a 2-token one (which random text
+                # produces by chance): the kind says which
+                return Draft(tokens[start : start + k].tolist(), kind=f"match {min(n, 4)}")
         return Draft([])
 
     def close(self) -> None:

@@ -124,7 +124,10 @@ def _is_verified(model: NamedModel, path: Path) -> bool:
 def _write_record(model: NamedModel, path: Path) -> None:
     st = path.stat()
     record = {"sha256": model.sha256, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
-    _record_path(path).write_text(json.dumps(record))
+    try:
+        _record_path(path).write_text(json.dumps(record))
+    except OSError:
+        pass  # without the record the file is only hashed again next time
 
 
 def _progress(description: str, total: int):
@@ -162,7 +165,19 @@ def _sha256_file(path: Path, description: str) -> str:
 
 
 def assemble(model: NamedModel) -> Path:
-    """Concatenate the parts into the cache (atomically), verify the hash, return the path."""
+    """Concatenate the parts into the cache (atomically), verify the hash, return the path.
+    A cache that cannot be written (read-only, full disk) is a one-line error, and leaves no
+    partial file behind."""
+    try:
+        return _assemble(model)
+    except OSError as e:
+        raise SpecpairError(
+            f"cannot write model {model.name} into the cache {cache_dir()} ({e.strerror or e}): "
+            f"free {model.size / 2**20:,.0f} MiB there or set {CACHE_ENV} to a writable folder"
+        ) from None
+
+
+def _assemble(model: NamedModel) -> Path:
     parts = part_paths(model)
     target = cached_path(model)
     target.parent.mkdir(parents=True, exist_ok=True)

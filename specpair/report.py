@@ -15,28 +15,32 @@ def _ci(ci: list[float]) -> str:
 
 def _columns(m: dict) -> list[str]:
     """One mode's column of the report table, in the order of METRICS."""
-    tps = m["tokens_per_second"]
-    column = [f"{tps['mean']:.2f}", f"{tps['median']:.2f}", _ci(tps["ci95"])]
+    e2e, tps = m["end_to_end_tokens_per_second"], m["tokens_per_second"]
+    column = [f"{e2e['mean']:.2f} {_ci(e2e['ci95'])}", f"{tps['mean']:.2f} {_ci(tps['ci95'])}",
+              f"{m['setup_seconds'] / max(len(m['runs']), 1):.2f}"]
     if "speedup" not in m:
-        return column + ["1.00x (reference)", "", "", "", "", f"- / {m['target_seconds']:.1f}",
-                         "reference"]
-    s, agreement = m["speedup"], m["agreement"]
+        return column + ["1.00x (reference)", "", "", "", "", "", "",
+                         f"- / {m['target_seconds']:.1f}", "reference"]
+    s, steady, agreement = m["speedup"], m["speedup_steady_state"], m["agreement"]
     return column + [
         f"{s['ratio']:.2f}x {_ci(s['ci95'])}",
         "n/a" if math.isnan(s["p_value"]) else f"{s['p_value']:.3g}",
-        f"{m['acceptance_rate']:.1%}",
-        f"{m['mean_accepted_length']:.2f}",
-        " ".join(f"{a:.2f}" for a in m["acceptance_by_position"]),
+        f"{steady['ratio']:.2f}x",
+        f"{m['acceptance_rate']:.1%} of {m['drafts']} drafts" if m["drafts"] else "no drafts",
+        f"{m['mean_acceptance_length']:.2f}" if m["drafts"] else "-",
+        " ".join(f"{a:.2f}" for a in m["acceptance_by_position"][:8])
+        + (" ..." if len(m["acceptance_by_position"]) > 8 else ""),
         f"{m['draft_seconds']:.1f} / {m['target_seconds']:.1f}",
         "n/a (sampled)" if not agreement["checked"] else
-        f"{agreement['identical']} identical, {agreement['near_tie']} near-tie, "
-        f"{agreement['not_ok']} bad",
+        f"{agreement['tokens_checked']} checked: {agreement['tokens_near_tie']} near-tie, "
+        f"{agreement['tokens_bad']} bad; {agreement['identical']}/{len(m['runs'])} identical",
     ]
 
 
-METRICS = ["tokens/s mean", "tokens/s median", "tokens/s 95% CI", "speedup [95% CI]",
-           "p-value (paired)", "acceptance rate", "mean accepted length",
-           "acceptance by position", "draft / target seconds", "outputs vs plain"]
+METRICS = ["tokens/s end to end [95% CI]", "tokens/s steady state [95% CI]",
+           "one-time setup s/run", "speedup end to end [95% CI]", "p-value (paired)",
+           "speedup steady state", "acceptance rate", "mean acceptance length",
+           "acceptance by position", "draft / target seconds", "every token vs target"]
 
 
 def _table(report: dict) -> tuple[list[str], list[list[str]]]:
@@ -61,9 +65,16 @@ def print_report(report: dict, console: Console) -> None:
         table.add_row(*row)
     console.print(table)
     for m in report["modes"]:
-        for line in m.get("agreement", {}).get("details", []):
-            if "identical" not in line:
+        agreement = m.get("agreement", {})
+        for line in agreement.get("details", []):
+            if "vs plain: identical" not in line or "thin" in line:
                 console.print(f"  {m['name']} {line}", soft_wrap=True)
+        if agreement.get("close_to_threshold"):
+            console.print(f"  [yellow]{m['name']}: {agreement['close_to_threshold']} token(s) "
+                          f"passed within {agreement['worst_deficit']:.3f} logits of the "
+                          f"target's best, close to the {agreement['threshold']} near-tie "
+                          "threshold (specpair/agreement.py says how it was measured)[/yellow]",
+                          soft_wrap=True)
     for line in report["verdict"]:
         console.print(f"[bold]{line}[/bold]", soft_wrap=True)
 
@@ -88,12 +99,13 @@ def plot(report: dict, path: str) -> None:
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
     for m in report["modes"]:
         runs = m["runs"]
-        left.plot([r["run"] for r in runs], [r["stats"]["tokens_per_second"] for r in runs],
+        left.plot([r["run"] for r in runs],
+                  [r["stats"]["end_to_end_tokens_per_second"] for r in runs],
                   marker="o", label=m["name"])
         if "acceptance_by_position" in m:
-            acc = m["acceptance_by_position"]
+            acc = m["alphas"]
             right.plot(range(1, len(acc) + 1), acc, marker="o", label=m["name"])
-    left.set(xlabel="run", ylabel="tokens/s", title="decoding speed per run")
+    left.set(xlabel="run", ylabel="tokens/s, end to end", title="speed per run")
     left.set_xticks([r["run"] for r in report["modes"][0]["runs"]])
     left.set_ylim(bottom=0)
     left.legend()

@@ -17,11 +17,20 @@ class Step:
     tokens: list[int]
     n_drafted: int
     n_accepted: int
+    # draft positions the verification judged: normally min(n_accepted + 1, n_drafted); only
+    # n_accepted when an accepted draft token was EOS (the positions after it were never judged)
+    n_judged: int | None = None
     draft_seconds: float
     target_seconds: float
     seconds: float  # wall time of the whole round, verification and bookkeeping included
     prefill_seconds: float = 0.0  # only on the first step: evaluating the prompt
     finish: str | None = None  # set on the last step: "eos", "max_tokens" or "context"
+
+    @property
+    def judged(self) -> int:
+        if self.n_judged is not None:
+            return self.n_judged
+        return min(self.n_accepted + 1, self.n_drafted)
 
     def from_draft(self, i: int) -> bool:
         """Whether tokens[i] was proposed by the draft (and accepted)."""
@@ -30,9 +39,21 @@ class Step:
 
 @dataclass
 class DecodeStats:
+    """Counters of one generation (or, merged, of many).
+
+    Definitions follow the ones vLLM and llama.cpp share, so figures compare across engines:
+    `drafts` counts verification rounds that had at least one draft token (vLLM's
+    spec_decode_num_drafts), `drafted`/`accepted` count draft tokens (num_draft_tokens,
+    num_accepted_tokens); mean acceptance length = 1 + accepted / drafts, the tokens one drafted
+    round yields on average; per-position acceptance rate = accepted at position i / drafts.
+    `alphas` are Leviathan et al.'s conditional rates, P(i accepted | 0..i-1 accepted), which the
+    adviser's formula needs.
+    """
+
     prompt_tokens: int = 0
     new_tokens: int = 0
     steps: int = 0  # target forward passes while decoding (one per round)
+    drafts: int = 0  # rounds with at least one draft token
     drafted: int = 0
     accepted: int = 0
     # per draft position i: rounds that reached i (tokens 0..i-1 all accepted), and accepted it
@@ -42,11 +63,15 @@ class DecodeStats:
     decode_seconds: float = 0.0
     draft_seconds: float = 0.0
     target_seconds: float = 0.0
+    # one-time costs paid before decoding (loading a drafter, measuring costs: --draft auto);
+    # end-to-end figures include them, steady-state figures do not
+    setup_seconds: float = 0.0
     finish: str | None = None
 
     def add(self, step: Step) -> None:
         self.new_tokens += len(step.tokens)
         self.steps += 1
+        self.drafts += step.n_drafted > 0
         self.drafted += step.n_drafted
         self.accepted += step.n_accepted
         if len(self.reached_at) < step.n_drafted:
@@ -55,7 +80,7 @@ class DecodeStats:
             self.accepted_at += [0] * grow
         # verification stops at the first rejection: positions 0..n_accepted-1 were accepted,
         # position n_accepted (if drafted) was reached and rejected, later ones never judged
-        for i in range(min(step.n_accepted + 1, step.n_drafted)):
+        for i in range(step.judged):
             self.reached_at[i] += 1
             self.accepted_at[i] += i < step.n_accepted
         self.prefill_seconds += step.prefill_seconds
@@ -66,8 +91,8 @@ class DecodeStats:
 
     def merge(self, other: DecodeStats) -> None:
         """Add another generation's counters into this one (totals over benchmark runs)."""
-        for name in ("new_tokens", "steps", "drafted", "accepted", "prefill_seconds",
-                     "decode_seconds", "draft_seconds", "target_seconds"):
+        for name in ("new_tokens", "steps", "drafts", "drafted", "accepted", "prefill_seconds",
+                     "decode_seconds", "draft_seconds", "target_seconds", "setup_seconds"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         for mine, theirs in ((self.reached_at, other.reached_at),
                              (self.accepted_at, other.accepted_at)):
@@ -81,19 +106,37 @@ class DecodeStats:
         return self.accepted / self.drafted if self.drafted else 0.0
 
     @property
-    def mean_accepted_length(self) -> float:
-        """Draft tokens accepted per verification round (each round adds this plus one)."""
-        return self.accepted / self.steps if self.steps else 0.0
+    def mean_acceptance_length(self) -> float:
+        """1 + accepted / drafts: tokens a drafted round yields on average (vLLM, llama.cpp).
+        0 when nothing was drafted."""
+        return 1 + self.accepted / self.drafts if self.drafts else 0.0
 
     @property
     def tokens_per_second(self) -> float:
-        """New tokens over decoding time (prompt evaluation excluded, alike for every mode)."""
+        """Steady state: new tokens over decoding time (prompt evaluation and one-time setup
+        excluded, alike for every mode)."""
         return self.new_tokens / self.decode_seconds if self.decode_seconds else 0.0
 
     @property
+    def end_to_end_seconds(self) -> float:
+        return self.setup_seconds + self.prefill_seconds + self.decode_seconds
+
+    @property
+    def end_to_end_tokens_per_second(self) -> float:
+        """New tokens over everything the user waited for: setup, prompt and decoding."""
+        total = self.end_to_end_seconds
+        return self.new_tokens / total if total else 0.0
+
+    @property
     def acceptance_by_position(self) -> list[float]:
-        """P(draft token i accepted | tokens 0..i-1 were), for i = 0..K-1: the per-position
-        acceptance rate alpha_i of Leviathan et al."""
+        """Per-position acceptance rate as vLLM and llama.cpp report it: draft tokens accepted at
+        position i over drafted rounds (unconditional; it falls with i by construction)."""
+        return [a / self.drafts if self.drafts else 0.0 for a in self.accepted_at]
+
+    @property
+    def alphas(self) -> list[float]:
+        """P(draft token i accepted | tokens 0..i-1 were), for i = 0..K-1: the conditional
+        per-position acceptance alpha_i of Leviathan et al. (the adviser's input)."""
         return [a / r if r else 0.0 for a, r in zip(self.accepted_at, self.reached_at)]
 
     def to_dict(self) -> dict:
@@ -101,12 +144,16 @@ class DecodeStats:
             "prompt_tokens": self.prompt_tokens,
             "new_tokens": self.new_tokens,
             "steps": self.steps,
+            "drafts": self.drafts,
             "drafted": self.drafted,
             "accepted": self.accepted,
             "acceptance_rate": self.acceptance_rate,
-            "mean_accepted_length": self.mean_accepted_length,
+            "mean_acceptance_length": self.mean_acceptance_length,
             "acceptance_by_position": self.acceptance_by_position,
+            "alphas": self.alphas,
             "tokens_per_second": self.tokens_per_second,
+            "end_to_end_tokens_per_second": self.end_to_end_tokens_per_second,
+            "setup_seconds": self.setup_seconds,
             "prefill_seconds": self.prefill_seconds,
             "decode_seconds": self.decode_seconds,
             "draft_seconds": self.draft_seconds,
@@ -119,11 +166,15 @@ class DecodeStats:
             f"{self.new_tokens} new tokens in {self.decode_seconds:.2f} s, "
             f"{self.tokens_per_second:.2f} tokens/s"
         )
+        if self.setup_seconds:
+            line += (f" ({self.end_to_end_tokens_per_second:.2f} tokens/s end to end, with "
+                     f"{self.setup_seconds:.2f} s of setup and {self.prefill_seconds:.2f} s of "
+                     "prompt)")
         if self.drafted:
             line += (
-                f"; drafted {self.drafted}, accepted {self.accepted} "
-                f"({self.acceptance_rate:.1%}), mean accepted length "
-                f"{self.mean_accepted_length:.2f}; draft {self.draft_seconds:.2f} s, "
+                f"; drafted {self.drafted} in {self.drafts} rounds, accepted {self.accepted} "
+                f"({self.acceptance_rate:.1%}), mean acceptance length "
+                f"{self.mean_acceptance_length:.2f}; draft {self.draft_seconds:.2f} s, "
                 f"target {self.target_seconds:.2f} s"
             )
         return line

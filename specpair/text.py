@@ -18,20 +18,24 @@ class TextStream:
         self._held = ""  # text not yet emitted: it might be the start of a stop string
         self.text = ""  # everything emitted so far
         self.stopped = False
+        # set when a stop string is found: how many tokens of the last `add` the output keeps
+        # (up to and including the token that completes the stop string; the rest is dropped
+        # from the text, the token list and the statistics)
+        self.kept_tokens: int | None = None
 
     def add(self, tokens: Sequence[int]) -> str:
         """Return the text that is now safe to emit (may be empty)."""
         if self.stopped:
             return ""
-        data = b"".join(self._backend.token_bytes(t) for t in tokens if t not in self._hidden)
-        self._held += self._decoder.decode(data)
-        for s in self._stop:
-            at = self._held.find(s)
-            if at >= 0:
+        for i, token in enumerate(tokens):
+            if token not in self._hidden:
+                self._held += self._decoder.decode(self._backend.token_bytes(token))
+            at = self._find_stop()
+            if at is not None:
                 self._held = self._held[:at]
                 self.stopped = True
-        if self.stopped:
-            return self._emit(len(self._held))
+                self.kept_tokens = i + 1
+                return self._emit(len(self._held))
         # hold back the longest tail that is a prefix of some stop string
         hold = 0
         for s in self._stop:
@@ -40,6 +44,10 @@ class TextStream:
                     hold = max(hold, n)
                     break
         return self._emit(len(self._held) - hold)
+
+    def _find_stop(self) -> int | None:
+        found = [at for s in self._stop if (at := self._held.find(s)) >= 0]
+        return min(found) if found else None
 
     def flush(self) -> str:
         if not self.stopped:

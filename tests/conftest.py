@@ -1,9 +1,12 @@
 """Fixtures for tests on the real GGUF models (installed by the [models] extra).
 
 The models are loaded once per session. Without the model packages these tests are skipped
-with the reason; CI installs them, so they run there."""
+with the reason on a developer's machine; in CI (CI=true) a missing or corrupt model fails them:
+CI installs the models, so a skip there would hide a broken install."""
 
 from __future__ import annotations
+
+import os
 
 import pytest
 
@@ -12,14 +15,28 @@ from specpair.errors import SpecpairError
 STORY = "Write a short story about a lighthouse keeper who finds a message in a bottle."
 
 
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() not in ("", "0", "false", "no")
+
+
+def unavailable(reason: str, *, module: bool = False):
+    """Skip, except in CI, where a missing real model or engine is a failure."""
+    if in_ci():
+        pytest.fail(f"{reason} (CI=true: the real-model tests must run)", pytrace=False)
+    pytest.skip(reason, allow_module_level=module)
+
+
 def _model_path(name: str) -> str:
-    pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed")
+    try:
+        import llama_cpp  # noqa: F401
+    except ImportError:
+        unavailable("llama-cpp-python is not installed")
     from specpair.models import model_path
 
     try:
         return str(model_path(name))
     except SpecpairError as e:
-        pytest.skip(f"real model {name} not available: {e}")
+        unavailable(f"real model {name} not available: {e}")
 
 
 @pytest.fixture(scope="session")
@@ -55,3 +72,19 @@ def draft(draft_path):
     backend = _load(draft_path)
     yield backend
     backend.close()
+
+
+@pytest.fixture(scope="session")
+def gemma(gemma_path):
+    backend = _load(gemma_path)
+    yield backend
+    backend.close()
+
+
+@pytest.fixture(autouse=True)
+def _private_cost_cache(tmp_path, monkeypatch):
+    """Each test starts with an empty cost cache (as on a new machine) and never writes the
+    user's: what --draft auto learns in one test must not steer another."""
+    from specpair import costs
+
+    monkeypatch.setattr(costs, "cache_file", lambda: tmp_path / "costs.json")

@@ -3,7 +3,7 @@ adaptive drafter's online choices."""
 
 import pytest
 
-from specpair.adaptive import AdaptiveDrafter
+from specpair.adaptive import AdaptiveDrafter, Candidate
 from specpair.advise import (
     Calibration,
     CostModel,
@@ -12,7 +12,9 @@ from specpair.advise import (
     expected_tokens,
     predicted_speedup,
 )
+from specpair.costs import CostCurve
 from specpair.drafters import Draft
+from specpair.stats import Step
 
 GPU_LIKE = tuple([1.0 + 0.02 * n for n in range(17)])  # verifying 17 tokens ~ 1.3 x one
 CPU_LIKE = (1.0, 1.5, 1.8, 2.9, 3.2, 3.6, 4.2, 4.9, 7.9, 8.5, 9.0)  # this project's 2-core CPU
@@ -79,28 +81,36 @@ class Scripted:
         pass
 
 
+def _adaptive(inner, prior, max_k, **kw):
+    cand = Candidate.with_prior(inner, free=False, prior=prior, max_k=max_k,
+                                seconds_per_token=0.001)
+    return AdaptiveDrafter([cand], CostCurve(CPU_LIKE), max_k=max_k, **kw), cand
+
+
+def _round(drafter, context, k, n_accepted):
+    draft = drafter.propose(context, k)
+    n = len(draft.tokens)
+    acc = min(n_accepted, n)
+    drafter.observe(Step(tokens=[0] * (acc + 1), n_drafted=n, n_accepted=acc,
+                         draft_seconds=0.001 * n, target_seconds=CPU_LIKE[n], seconds=0.0))
+    return draft
+
+
 def test_adaptive_drafter_backs_off_to_plain_when_drafts_get_rejected():
-    inner = Scripted([9, 9, 9, 9])
-    drafter = AdaptiveDrafter(inner, CostModel(CPU_LIKE, 0.001), [0.95, 0.95], max_k=4)
-    context = [1, 2, 3]
-    assert drafter.propose(context, 8).tokens  # the prior says drafting pays
-    for _ in range(12):  # the target never takes a 9: it answers 5 each time
-        context = context + [5]
-        drafter.propose(context, 8)
-    assert drafter.chosen[-1] == 0
-    assert drafter.alphas[0] < 0.6  # learned down from the 0.95 prior, then stopped drafting
+    drafter, cand = _adaptive(Scripted([9, 9, 9, 9]), [0.95, 0.95], 4)
+    assert _round(drafter, [1, 2, 3], 8, 0).tokens  # the prior says drafting pays
+    for _ in range(12):  # the target never takes a 9
+        _round(drafter, [1, 2, 3], 8, 0)
+    assert drafter.chosen[-1] == ("plain", 0)
+    assert cand.alphas[0] < 0.6  # learned down from the 0.95 prior, then stopped drafting
 
 
-def test_adaptive_drafter_learns_acceptance_from_the_context():
-    inner = Scripted([7, 7, 7])
-    drafter = AdaptiveDrafter(inner, CostModel(CPU_LIKE, 0.001), [0.2], max_k=3,
-                              min_speedup=0.0)
-    context = [1]
+def test_adaptive_drafter_learns_acceptance_from_the_rounds():
+    drafter, cand = _adaptive(Scripted([7, 7, 7]), [0.2], 3, min_speedup=0.0)
     for _ in range(15):
-        draft = drafter.propose(context, 3)
-        context = context + draft.tokens + [4]  # all accepted, then the bonus token
-    assert drafter.alphas[0] > 0.9
-    assert drafter.chosen[-1] >= 2
+        _round(drafter, [1], 3, 3)  # all accepted
+    assert cand.alphas[0] > 0.9
+    assert drafter.chosen[-1][1] >= 2
 
 
 def test_short_proposals_lower_the_expected_tokens_and_the_round_cost():

@@ -23,23 +23,32 @@ def test_short_bench_report_has_every_field(tmp_path, capsys, target_path, draft
     terminal = capsys.readouterr().out
     assert "as fast as plain on this machine" in terminal
     report = json.loads(out.read_text())
-    assert [m["name"] for m in report["modes"]] == ["plain", "spec K=1", "spec K=3"]
-    plain, k1, k3 = report["modes"]
+    # the seed's experiment (plain vs the model draft at each K), and the default: auto
+    assert [m["name"] for m in report["modes"]] == ["plain", "spec K=1", "spec K=3", "auto"]
+    plain, k1, k3, auto = report["modes"]
     for mode in report["modes"]:
-        tps = mode["tokens_per_second"]
-        assert tps["n"] == 2 and tps["mean"] > 0 and tps["ci95"][0] <= tps["mean"]
+        for key in ("tokens_per_second", "end_to_end_tokens_per_second"):
+            tps = mode[key]
+            assert tps["n"] == 2 and tps["mean"] > 0 and tps["ci95"][0] <= tps["mean"]
+        # end to end includes the prompt and every one-time cost: never faster
+        assert mode["end_to_end_tokens_per_second"]["mean"] <= mode["tokens_per_second"]["mean"]
         assert len(mode["runs"]) == 2
-        assert {"draft_seconds", "target_seconds", "new_tokens"} <= set(mode)
-    for mode in (k1, k3):
+        assert {"draft_seconds", "target_seconds", "new_tokens", "setup_seconds"} <= set(mode)
+    assert auto["setup_seconds"] > 0  # auto's planning is paid, and counted, every run
+    for mode in (k1, k3, auto):
         assert mode["speedup"]["ratio"] > 0 and not math.isnan(mode["speedup"]["ci95"][0])
+        assert mode["speedup_steady_state"]["ratio"] > 0
         assert 0 <= mode["speedup"]["p_value"] <= 1
         assert 0 <= mode["acceptance_rate"] <= 1
-        assert mode["mean_accepted_length"] >= 0
-        assert mode["agreement"]["checked"] and mode["agreement"]["not_ok"] == 0
-        assert len(mode["agreement"]["details"]) == 2
+        agreement = mode["agreement"]
+        assert agreement["checked"] and agreement["not_ok"] == 0 and agreement["tokens_bad"] == 0
+        # every token of every run is checked, not only up to a first divergence
+        assert agreement["tokens_checked"] == mode["new_tokens"]
+        assert len(agreement["details"]) == 2 and len(agreement["near_tie_per_run"]) == 2
+    assert k1["mean_acceptance_length"] >= 1
     assert len(k1["acceptance_by_position"]) == 1 and len(k3["acceptance_by_position"]) == 3
-    assert len(report["verdict"]) == 2
-    assert "| speedup [95% CI] |" in md.read_text()
+    assert len(report["verdict"]) == 3
+    assert "| speedup end to end [95% CI] |" in md.read_text()
     assert png.read_bytes()[:4] == b"\x89PNG"
 
 

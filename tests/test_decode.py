@@ -122,7 +122,9 @@ def test_per_position_acceptance_is_conditional_on_reaching_the_position():
         assert stats.reached_at[i] == stats.accepted_at[i - 1]
     assert stats.accepted == sum(stats.accepted_at)
     assert 0 < stats.acceptance_by_position[0] < 1
-    assert stats.mean_accepted_length == stats.accepted / stats.steps
+    assert stats.mean_acceptance_length == 1 + stats.accepted / stats.drafts
+    assert stats.alphas[0] == stats.acceptance_by_position[0]  # position 0: every draft
+    assert stats.alphas[1] >= stats.acceptance_by_position[1]  # conditional vs unconditional
 
 
 def _sampled_pairs(drafter_table, n_runs):

@@ -1,16 +1,23 @@
 """The transformers engine: tiny randomly initialised models for rewind and exactness, and the
 real Qwen2.5-Coder-0.5B loaded from its GGUF into transformers, alone and paired with llama.cpp.
 
-Skipped, with the reason, where torch/transformers are not installed (the core does not need
-them); CI installs the [hf] extra, so they run there."""
+Skipped, with the reason, where the [hf] extra is not installed (the core does not need it);
+in CI (CI=true) that is a failure: CI installs the extra."""
 
 import json
 
 import numpy as np
 import pytest
 
-pytest.importorskip("torch", reason="the [hf] extra (torch) is not installed")
-pytest.importorskip("transformers", reason="the [hf] extra (transformers) is not installed")
+from .conftest import unavailable  # noqa: E402
+
+try:
+    import gguf  # noqa: F401  (transformers needs it to read GGUF files)
+    import torch  # noqa: F401
+    import transformers  # noqa: F401
+except ImportError as e:
+    unavailable(f"the [hf] extra ({e.name}) is not installed: pip install -e '.[hf]'",
+                module=True)
 
 from scipy.stats import chisquare  # noqa: E402
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers  # noqa: E402
@@ -83,6 +90,21 @@ def test_rewind_then_reevaluate_gives_the_same_logits(tiny_target):
     single = np.concatenate([b.eval([t]) for t in (20, 21)])
     b.rewind(7)
     np.testing.assert_allclose(single, b.eval([20, 21]), atol=1e-4)  # batch == one by one
+
+
+def test_a_slow_only_tokenizer_is_a_one_line_error(tiny_target):
+    from transformers import AutoModelForCausalLM
+
+    from specpair.backends.hf import HFBackend
+    from specpair.errors import SpecpairError
+
+    class SlowOnly:  # what AutoTokenizer gives for a folder without tokenizer.json
+        is_fast = False
+        eos_token_id = 0
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_target)
+    with pytest.raises(SpecpairError, match="tokenizer.json"):
+        HFBackend(tiny_target, CPU, model=model, tokenizer=SlowOnly())
 
 
 def test_self_draft_accepts_everything_and_matches_plain(tiny_target):

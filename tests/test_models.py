@@ -10,6 +10,8 @@ from specpair import models
 from specpair.cli import main
 from specpair.errors import SpecpairError
 
+from .conftest import in_ci
+
 
 @pytest.fixture
 def cache(tmp_path, monkeypatch):
@@ -25,7 +27,7 @@ def _parts_installed(name):
         return False
 
 
-needs_gemma = pytest.mark.skipif(not _parts_installed("gemma-3-270m"),
+needs_gemma = pytest.mark.skipif(not _parts_installed("gemma-3-270m") and not in_ci(),
                                  reason="gemma-3-270m parts not installed ([models] extra)")
 
 

@@ -3,16 +3,21 @@
 import numpy as np
 import pytest
 
-from specpair.agreement import NEAR_TIE_MARGIN, compare_outputs, top2_margin
+from specpair.agreement import NEAR_TIE_MARGIN, check_tokens, compare_outputs, top2_margin
 from specpair.backends import sync
 from specpair.decode import DecodeConfig, decode_steps
 from specpair.drafters import ModelDrafter
+from specpair.prompt import encode_prompt
 from specpair.sampling import SamplingConfig
 from specpair.stats import DecodeStats
 
 from .conftest import STORY, _load
 
 pytestmark = pytest.mark.real
+
+# batches of 1-3 tokens: the largest top-2 margin at which a self-draft was rejected, 0.1
+# (AVX-512 Xeon), with headroom; batches of 4 or more move logits far more (agreement.py)
+TIGHT_TIE = 0.15
 
 
 def greedy(target, drafter, prompt, max_tokens, k=4):
@@ -56,6 +61,9 @@ def test_speculative_greedy_equals_plain_greedy_up_to_a_near_tie(target, draft):
     if not agreement.identical:
         assert agreement.margin < NEAR_TIE_MARGIN
         assert agreement.position > 0
+    # and every token, past any divergence too, is the target's own choice up to a near-tie
+    every = check_tokens(target, prompt, spec)
+    assert every.ok and every.checked == len(spec), every.describe()
 
 
 def test_a_confident_divergence_is_not_excused(target):
@@ -68,6 +76,7 @@ def test_a_confident_divergence_is_not_excused(target):
     other = [*plain[:i], plain[i] + 1, *plain[i + 1:]]
     agreement = compare_outputs(target, prompt, plain, other)
     assert not agreement.ok and agreement.position == i
+    assert check_tokens(target, prompt, other).bad[:1] == (i,)
 
 
 @pytest.fixture(scope="module")
@@ -77,12 +86,26 @@ def target_copy(target_path):
     backend.close()
 
 
-def test_target_drafting_for_itself_accepts_at_least_90_percent(target, target_copy):
-    """K = 2: verification batches of 3 tokens run the same llama.cpp kernels as single tokens,
-    so a model drafting for itself must agree everywhere (acceptance 1.0 measured)."""
-    prompt = target.tokenize(target.chat_prompt(STORY))
-    _, stats = greedy(target, model_drafter(target_copy), prompt, 64, k=2)
+def test_target_drafting_for_itself_rejects_only_at_tight_near_ties_at_k2(target, target_copy):
+    """K = 2: verification batches of 3 tokens. On the 2-core AVX2 machines these run the same
+    llama.cpp kernels as single tokens and a self-draft accepted exactly 1.0. On an AVX-512 Xeon
+    (this project's machines since Nov 2026) they do not, bit for bit: a self-draft there was
+    rejected 3 times in 150 story tokens at K = 2 and 4 times at K = 1, each where the target's
+    top two logits were within 0.025-0.1 of each other. So: acceptance 1.0 wherever the
+    kernels agree, and otherwise every rejection at such a tight near-tie (not the 0.5 rule)."""
+    prompt = encode_prompt(target, STORY, chat=True)
+    committed, rejected_at = list(prompt), []
+    stats = DecodeStats()
+    for step in decode_steps(target, model_drafter(target_copy), prompt,
+                             rng=np.random.default_rng(0),
+                             config=DecodeConfig(max_tokens=64, draft_tokens=2)):
+        stats.add(step)
+        if step.n_accepted < step.n_drafted:
+            rejected_at.append(committed + step.tokens[: step.n_accepted])
+        committed += step.tokens
     assert stats.drafted >= 40
+    margins = [top2_margin(sync(target, c)[0]) for c in rejected_at]
+    assert all(m < TIGHT_TIE for m in margins), margins
     assert stats.acceptance_rate >= 0.9, stats.summary()
 
 
@@ -114,3 +137,28 @@ def test_sampled_speculative_decoding_runs_and_is_reproducible(target, draft):
         return [t for s in steps for t in s.tokens]
 
     assert once() == once()
+
+
+GEMMA3_TEMPLATE = (  # the opening of Gemma 3's own chat template: it writes BOS itself
+    "{{ bos_token }}{% for m in messages %}<start_of_turn>{{ 'model' if m['role'] == "
+    "'assistant' else m['role'] }}\n{{ m['content'] }}<end_of_turn>\n{% endfor %}"
+    "<start_of_turn>model\n")
+
+
+def test_gemma_chat_prompt_starts_with_exactly_one_bos(gemma, monkeypatch):
+    """Gemma 3's template writes {{ bos_token }} itself; the tokenizer must not add another.
+    The packaged GGUF carries no template in its metadata, so Gemma 3's is put in place."""
+    monkeypatch.setattr(gemma, "_chat_template", GEMMA3_TEMPLATE)
+    tokens = encode_prompt(gemma, "Hello", chat=True)
+    bos = gemma.tokenize("")
+    assert len(bos) == 1
+    assert tokens[0] == bos[0] and tokens[1] != bos[0]
+
+
+def test_a_broken_chat_template_is_a_one_line_error(draft, monkeypatch):
+    from specpair.errors import SpecpairError
+
+    # the template comes from the GGUF's metadata; a broken one is simulated in place
+    monkeypatch.setattr(draft, "_chat_template", "{% if messages %}{{ messages[0]['content'] ")
+    with pytest.raises(SpecpairError, match="chat template is broken"):
+        draft.chat_prompt("hi")

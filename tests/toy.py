@@ -33,8 +33,10 @@ class ToyBackend:
     def token_bytes(self, token: int) -> bytes:
         return LETTERS[token].encode()
 
-    def chat_prompt(self, user_message: str) -> str:
-        return user_message
+    def chat_prompt(self, messages) -> str:
+        if isinstance(messages, str):
+            return messages
+        return "".join(m["content"] for m in messages)  # letters only: a toy "template"
 
     def eval(self, tokens: Sequence[int], *, all_logits: bool = True) -> np.ndarray:
         assert len(self._tokens) + len(tokens) <= self.n_ctx, "context overflow"
@@ -53,3 +55,62 @@ class ToyBackend:
 
 def random_table(v: int, seed: int, sharpness: float = 3.0) -> np.ndarray:
     return np.random.default_rng(seed).normal(size=(v, v)) * sharpness
+
+
+class FakeClock:
+    """Simulated seconds: toy backends advance it by their hand-set costs, the decode loop
+    reads it (decode_steps(clock=...)). Deterministic, and no test sleeps."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class ScriptBackend(ToyBackend):
+    """A target whose greedy output is a fixed script: at position j its logits peak at
+    script[j + 1] (EOS past the end). Evaluating n tokens costs `cost(n)` simulated seconds."""
+
+    def __init__(self, script, *, vocab: int, clock: FakeClock, cost, n_ctx: int = 4096) -> None:
+        super().__init__(np.zeros((vocab, vocab)), eos=vocab - 1, n_ctx=n_ctx, name="script")
+        self.script, self.clock, self.cost = list(script), clock, cost
+
+    def eval(self, tokens, *, all_logits: bool = True):
+        assert len(self._tokens) + len(tokens) <= self.n_ctx, "context overflow"
+        self.evals.append(len(tokens))
+        self.clock.now += self.cost(len(tokens))
+        start = len(self._tokens)
+        self._tokens.extend(tokens)
+        rows = np.zeros((len(tokens), self.n_vocab), dtype=np.float32)
+        for i in range(len(tokens)):
+            nxt = start + i + 1
+            rows[i, self.script[nxt] if nxt < len(self.script) else self.n_vocab - 1] = 5.0
+        return rows if all_logits else rows[-1:]
+
+
+class OracleDrafter:
+    """A model-like drafter that knows the script: right with probability `accuracy` at each
+    position (else it proposes a wrong token), at `cost` simulated seconds per token."""
+
+    def __init__(self, script, *, vocab: int, clock: FakeClock, cost: float, accuracy: float,
+                 seed: int = 0, name: str = "oracle") -> None:
+        self.script, self.vocab, self.clock, self.cost = list(script), vocab, clock, cost
+        self.accuracy, self.rng, self.name = accuracy, np.random.default_rng(seed), name
+        self.calls = 0
+
+    def propose(self, context, k):
+        from specpair.drafters import Draft
+
+        self.calls += 1
+        tokens = []
+        for i in range(k):
+            j = len(context) + i
+            truth = self.script[j] if j < len(self.script) else self.vocab - 1
+            right = self.rng.random() < self.accuracy
+            tokens.append(truth if right else (truth + 1) % (self.vocab - 1))
+            self.clock.now += self.cost
+        return Draft(tokens)
+
+    def close(self):
+        pass

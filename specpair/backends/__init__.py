@@ -54,8 +54,9 @@ class Backend(Protocol):
         """The bytes one token stands for when decoded (special tokens: their text)."""
         ...
 
-    def chat_prompt(self, user_message: str) -> str:
-        """The user message wrapped in the model's own chat template, ready for generation."""
+    def chat_prompt(self, messages: str | list[dict]) -> str:
+        """A user message, or a whole conversation ([{"role", "content"}, ...]), rendered with
+        the model's own chat template, ready for the assistant's reply."""
         ...
 
     def eval(self, tokens: Sequence[int], *, all_logits: bool = True) -> np.ndarray:
@@ -68,6 +69,11 @@ class Backend(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+def as_messages(messages: str | list[dict]) -> list[dict]:
+    """A bare user message as a one-message conversation."""
+    return [{"role": "user", "content": messages}] if isinstance(messages, str) else messages
 
 
 def check_eval(n_cached: int, n_new: int, n_ctx: int) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import SpecpairError
-from . import BackendConfig, check_eval, check_rewind
+from . import BackendConfig, as_messages, check_eval, check_rewind
 
 try:
     import torch
@@ -82,6 +82,9 @@ class HFBackend:
         gen_eos = getattr(gen, "eos_token_id", None)
         eos |= set(gen_eos) if isinstance(gen_eos, list) else {gen_eos}
         self.eos_ids = frozenset(i for i in eos if i is not None)
+        if not getattr(tokenizer, "is_fast", False):
+            raise SpecpairError(f"{path}: only a slow (Python) tokenizer is available; specpair "
+                                "needs a fast one: add the model's tokenizer.json to its folder")
         self._byte_level = "ByteLevel" in str(tokenizer.backend_tokenizer.decoder)
         self._bytes = _byte_decoder() if self._byte_level else {}
         self._special = set(tokenizer.all_special_ids) | set(tokenizer.added_tokens_decoder)
@@ -134,13 +137,19 @@ class HFBackend:
             self._pieces[token] = piece
         return piece
 
-    def chat_prompt(self, user_message: str) -> str:
+    def chat_prompt(self, messages: str | list[dict]) -> str:
         if not self.tokenizer.chat_template:
             raise SpecpairError(f"{self.name} has no chat template: drop --chat and write the "
                                 "prompt in the model's format")
-        return self.tokenizer.apply_chat_template(
-            [{"role": "user", "content": user_message}], tokenize=False,
-            add_generation_prompt=True)
+        import jinja2
+
+        try:
+            return self.tokenizer.apply_chat_template(
+                as_messages(messages), tokenize=False,
+                add_generation_prompt=True)
+        except (jinja2.TemplateError, ValueError, TypeError) as e:
+            raise SpecpairError(f"{self.name}: its chat template is broken ({e}): drop --chat "
+                                "and write the prompt in the model's format") from None
 
     @torch.inference_mode()
     def eval(self, tokens: Sequence[int], *, all_logits: bool = True) -> np.ndarray:

@@ -8,18 +8,19 @@ The high-level `llama_cpp.Llama` keeps a scores buffer of n_batch (or n_ctx) x n
 from __future__ import annotations
 
 import ctypes
-import os
 from collections import deque
 from collections.abc import Sequence
 from pathlib import Path
 
+import jinja2
 import llama_cpp
 import numpy as np
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
+from ..costs import usable_cpus
 from ..errors import SpecpairError
 from ..gguf_meta import read_metadata
-from . import BackendConfig, check_eval, check_rewind
+from . import BackendConfig, as_messages, check_eval, check_rewind
 
 # llama.cpp logs to stderr by default; keep its last lines to explain failures instead.
 _LOG: deque[str] = deque(maxlen=8)
@@ -105,7 +106,7 @@ class LlamaCppBackend:
         self.n_vocab = llama_cpp.llama_vocab_n_tokens(self._vocab)
         self.n_ctx = min(config.n_ctx, n_ctx_train)
 
-        threads = config.threads or os.cpu_count() or 1
+        threads = config.threads or usable_cpus()
         ctx_params = llama_cpp.llama_context_default_params()
         ctx_params.n_ctx = self.n_ctx
         ctx_params.n_batch = ctx_params.n_ubatch = N_BATCH
@@ -138,15 +139,19 @@ class LlamaCppBackend:
             piece = self._pieces[token] = _piece(self._vocab, token)
         return piece
 
-    def chat_prompt(self, user_message: str) -> str:
+    def chat_prompt(self, messages: str | list[dict]) -> str:
         if not self._chat_template:
             raise SpecpairError(f"{self.name} has no chat template in its metadata: "
                                 "drop --chat and write the prompt in the model's format")
         bos = self.token_bytes(llama_cpp.llama_vocab_bos(self._vocab)).decode(errors="replace")
         eos = self.token_bytes(llama_cpp.llama_vocab_eos(self._vocab)).decode(errors="replace")
-        formatter = Jinja2ChatFormatter(self._chat_template, eos_token=eos, bos_token=bos,
-                                        add_generation_prompt=True)
-        return formatter(messages=[{"role": "user", "content": user_message}]).prompt
+        try:
+            formatter = Jinja2ChatFormatter(self._chat_template, eos_token=eos, bos_token=bos,
+                                            add_generation_prompt=True)
+            return formatter(messages=as_messages(messages)).prompt
+        except jinja2.TemplateError as e:
+            raise SpecpairError(f"{self.name}: its chat template is broken ({e}): drop --chat "
+                                "and write the prompt in the model's format") from None
 
     def eval(self, tokens: Sequence[int], *, all_logits: bool = True) -> np.ndarray:
         check_eval(len(self._tokens), len(tokens), self.n_ctx)

@@ -1,0 +1,228 @@
+"""`--draft auto` on toy backends with hand-set costs (a simulated clock, no sleeping): it picks
+plain when nothing can win, the n-gram lookup when it wins, a model draft when it wins; it does not
+load a drafter that cannot win; and its regret stays small when the text turns unpredictable."""
+
+import numpy as np
+import pytest
+
+from specpair import costs
+from specpair.adaptive import PROBE_EVERY, AdaptiveDrafter, Candidate
+from specpair.auto import ModelOption, plan, remember
+from specpair.backends import BackendConfig
+from specpair.costs import CostCurve
+from specpair.decode import DecodeConfig, decode_steps
+from specpair.drafters import NgramDrafter
+from specpair.stats import DecodeStats
+
+from .toy import FakeClock, OracleDrafter, ScriptBackend
+
+V = 50
+EOS = V - 1
+def CPU(n):  # noqa: N802  a 2-core CPU: a batch of n costs ~0.6 n steps
+    return 1.0 + 0.6 * (n - 1)
+
+
+def GPU(n):  # noqa: N802  memory-bound: verifying a few tokens is nearly free
+    return 1.0 + 0.02 * (n - 1)
+
+
+
+def repetitive(n, seed=0):
+    """Text that repeats itself: a 12-token phrase over and over (n-gram lookup wins)."""
+    phrase = list(np.random.default_rng(seed).integers(0, V - 1, size=12))
+    return [int(t) for t in (phrase * (n // 12 + 1))[:n]]
+
+
+def unpredictable(n, seed=1):
+    return [int(t) for t in np.random.default_rng(seed).integers(0, V - 1, size=n)]
+
+
+def decode(target, drafter, prompt, max_tokens, clock):
+    stats = DecodeStats()
+    out = []
+    for step in decode_steps(target, drafter, prompt, rng=np.random.default_rng(0), clock=clock,
+                             config=DecodeConfig(max_tokens=max_tokens, draft_tokens=16)):
+        stats.add(step)
+        out += step.tokens
+    return out, stats
+
+
+def auto(candidates, curve=None):
+    return AdaptiveDrafter(candidates, curve or CostCurve(), max_k=16)
+
+
+def run_both(script, n_prompt, cost, candidates_fn, max_tokens):
+    """Decode `script` plainly and with auto, on simulated clocks: (plain s, auto s, auto)."""
+    clock = FakeClock()
+    plain_out, plain = decode(ScriptBackend(script, vocab=V, clock=clock, cost=cost), None,
+                              script[:n_prompt], max_tokens, clock)
+    clock = FakeClock()
+    drafter = auto(candidates_fn(clock))
+    out, stats = decode(ScriptBackend(script, vocab=V, clock=clock, cost=cost), drafter,
+                        script[:n_prompt], max_tokens, clock)
+    assert out == plain_out  # exact: auto changes speed, never output
+    return plain.decode_seconds, stats.decode_seconds, drafter
+
+
+def ngram_only(clock):
+    return [Candidate.with_prior(NgramDrafter(), free=True, prior=[], max_k=16)]
+
+
+def test_plain_when_nothing_can_win():
+    script = unpredictable(400)
+    plain, spent, drafter = run_both(script, 40, CPU, ngram_only, 300)
+    assert spent <= plain * 1.03
+    chosen = drafter.rounds_by_choice()
+    assert chosen.get("plain", 0) >= 0.9 * sum(chosen.values())
+
+
+def test_ngram_when_it_wins():
+    script = repetitive(600)
+    plain, spent, drafter = run_both(script, 60, CPU, ngram_only, 400)
+    assert spent < plain * 0.7
+    assert any(name == "ngram" and k > 1 for name, k in drafter.chosen)
+
+
+def test_model_draft_when_it_wins_and_not_when_it_cannot():
+    script = unpredictable(400)  # no repetition: only the model can help
+
+    def with_model(accuracy, cost):
+        def make(clock):
+            model = OracleDrafter(script, vocab=V, clock=clock, cost=cost, accuracy=accuracy)
+            return ngram_only(clock) + [Candidate.with_prior(model, free=False, prior=[0.5],
+                                                             max_k=16, seconds_per_token=cost)]
+        return make
+
+    # GPU-like costs and a good cheap draft: auto drafts with the model, and wins
+    plain, spent, drafter = run_both(script, 40, GPU, with_model(0.9, 0.1), 300)
+    assert spent < plain * 0.6
+    assert sum(k for name, k in drafter.chosen if name == "oracle") > 100
+    # CPU-like costs and a draft costing 0.6 of a step: it loses, and auto stays plain
+    plain, spent, drafter = run_both(script, 40, CPU, with_model(0.6, 0.6), 300)
+    assert spent <= plain * 1.03
+
+
+def test_regret_stays_small_when_the_text_turns_unpredictable():
+    """Half the text repeats (n-gram wins), then it stops repeating: the time lost in the
+    second half must be small against the time saved in the first."""
+    first, second = repetitive(300), unpredictable(300, seed=5)
+    script = first + second
+    clock = FakeClock()
+    plain_times, auto_times = [], []
+    for drafter in (None, auto(ngram_only(clock))):
+        clock.now = 0.0
+        target = ScriptBackend(script, vocab=V, clock=clock, cost=CPU)
+        marks = {}
+        produced = 30
+        for step in decode_steps(target, drafter, script[:30], rng=np.random.default_rng(0),
+                                 clock=clock, config=DecodeConfig(max_tokens=560,
+                                                                  draft_tokens=16)):
+            produced += len(step.tokens)
+            if produced >= 300 and "half" not in marks:
+                marks["half"] = clock.now
+        (auto_times if drafter else plain_times).append((marks["half"], clock.now))
+    (p_half, p_end), (a_half, a_end) = plain_times[0], auto_times[0]
+    saved = p_half - a_half
+    lost = (a_end - a_half) - (p_end - p_half)
+    assert saved > 0.2 * p_half
+    assert lost < 0.1 * saved and lost < 0.05 * (p_end - p_half)
+
+
+def test_a_paid_drafter_is_probed_rarely_while_plain_wins():
+    clock = FakeClock()
+    script = unpredictable(400)
+    model = OracleDrafter(script, vocab=V, clock=clock, cost=0.6, accuracy=0.0)
+    drafter = auto([Candidate.with_prior(model, free=False, prior=[0.0], max_k=16,
+                                         seconds_per_token=0.6)])
+    decode(ScriptBackend(script, vocab=V, clock=clock, cost=CPU), drafter, script[:20], 320,
+           clock)
+    assert model.calls <= 320 / PROBE_EVERY + 1
+
+
+def test_a_paid_drafter_never_drafts_past_what_was_observed_plus_one():
+    clock = FakeClock()
+    script = unpredictable(200)
+    model = OracleDrafter(script, vocab=V, clock=clock, cost=0.01, accuracy=1.0)
+    drafter = auto([Candidate.with_prior(model, free=False, prior=[1.0], max_k=16,
+                                         seconds_per_token=0.01)])
+    decode(ScriptBackend(script, vocab=V, clock=clock, cost=GPU), drafter, script[:20], 60,
+           clock)
+    ks = [k for name, k in drafter.chosen if name == "oracle"]
+    assert ks[0] <= 2  # one position observed (the prior): at most K = 2 at first
+    for earlier, later in zip(ks, ks[1:]):
+        assert later <= max(ks[: ks.index(earlier) + 1]) + 1
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("SPECPAIR_CACHE", str(tmp_path))
+    return tmp_path
+
+
+def _option(path, size, loaded):
+    def load():
+        loaded.append(path)
+        return OracleDrafter([0], vocab=V, clock=FakeClock(), cost=0.0, accuracy=1.0)
+    return ModelOption(name="draft.gguf", engine="gguf", path=str(path), size=size, load=load)
+
+
+def test_plan_does_not_load_a_model_draft_that_cannot_win(cache, tmp_path):
+    target_file = tmp_path / "target.gguf"
+    target_file.write_bytes(b"x" * 1000)
+    target = ScriptBackend([0], vocab=V, clock=FakeClock(), cost=CPU)
+    target.path = str(target_file)
+    config = BackendConfig()
+    # measured: a CPU verify curve, and a draft at 0.6 of a target step per token
+    costs.save({costs.cost_key("verify", "gguf", str(target_file), config):
+                [CPU(n) for n in range(1, 18)],
+                costs.cost_key("draft", "gguf", str(tmp_path / "d.gguf"), config): 0.6})
+    loaded = []
+    p = plan(target, "gguf", config, ngram=NgramDrafter(), kind="raw",
+             models=[_option(tmp_path / "d.gguf", 440, loaded)])
+    assert loaded == [] and [c.name for c in p.drafter.candidates] == ["ngram"]
+    assert any("cannot win" in note for note in p.notes)
+    # the same draft on a GPU-like curve can win: it is loaded
+    costs.save({costs.cost_key("verify", "gguf", str(target_file), config):
+                [GPU(n) for n in range(1, 18)]})
+    p = plan(target, "gguf", config, ngram=NgramDrafter(), kind="raw",
+             models=[_option(tmp_path / "d.gguf", 440, loaded)])
+    assert loaded and len(p.drafter.candidates) == 2
+
+
+def test_first_run_measures_nothing_up_front_and_remembers(cache, tmp_path):
+    target_file = tmp_path / "target.gguf"
+    target_file.write_bytes(b"x" * 1000)
+    script = repetitive(300)
+    clock = FakeClock()
+    target = ScriptBackend(script, vocab=V, clock=clock, cost=CPU)
+    target.path = str(target_file)
+    config = BackendConfig()
+    loaded = []
+    p = plan(target, "gguf", config, ngram=NgramDrafter(), kind="raw",
+             models=[_option(tmp_path / "d.gguf", 440, loaded)])
+    assert loaded == [] and any("learning them while decoding" in n for n in p.notes)
+    assert target.evals == []  # nothing was evaluated to plan
+    decode(target, p.drafter, script[:40], 200, clock)
+    assert remember(p, config=config)
+    stored = costs.load()[p.target_key]
+    assert stored[0] == pytest.approx(1.0) and stored[1] is None or stored[1] > 1.0
+    p2 = plan(target, "gguf", config, ngram=NgramDrafter(), kind="raw")
+    assert p2.drafter.curve.stored and not p2.notes
+    assert p2.drafter.candidates[0].alphas[0] > 0.5  # the n-gram prior learned on this text
+
+
+def test_cost_key_names_everything_that_changes_a_cost(tmp_path):
+    f = tmp_path / "m.gguf"
+    f.write_bytes(b"12345")
+    base = costs.cost_key("verify", "gguf", str(f), BackendConfig())
+    for other in (BackendConfig(device="cuda"), BackendConfig(dtype="float16"),
+                  BackendConfig(threads=7), BackendConfig(n_ctx=2048)):
+        assert costs.cost_key("verify", "gguf", str(f), other) != base
+    from specpair import __version__
+
+    assert base.startswith(__version__ + "|")
+
+
+def test_threads_default_to_the_cpus_this_process_may_use(monkeypatch):
+    monkeypatch.setattr(costs.os, "sched_getaffinity", lambda pid: {0}, raising=False)
+    assert costs.usable_cpus() == 1
