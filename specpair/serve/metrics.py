@@ -1,0 +1,60 @@
+"""Prometheus metrics, under a `specpair:` prefix. The speculative counters carry the names vLLM
+and llama.cpp share (spec_decode_num_drafts, _num_draft_tokens, _num_accepted_tokens,
+_num_accepted_tokens_per_pos{position}), so dashboards and `specpair bench --endpoint` read all
+three engines alike. Counters are exposed with Prometheus' `_total` suffix, as vLLM's are."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from ..stats import DecodeStats
+
+PREFIX = "specpair:"
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()  # one per app: no global state
+        r = self.registry
+        self.drafts = Counter(f"{PREFIX}spec_decode_num_drafts",
+                              "Verification rounds with at least one draft token", registry=r)
+        self.draft_tokens = Counter(f"{PREFIX}spec_decode_num_draft_tokens",
+                                    "Draft tokens proposed", registry=r)
+        self.accepted = Counter(f"{PREFIX}spec_decode_num_accepted_tokens",
+                                "Draft tokens accepted", registry=r)
+        self.accepted_per_pos = Counter(f"{PREFIX}spec_decode_num_accepted_tokens_per_pos",
+                                        "Draft tokens accepted at each draft position",
+                                        ["position"], registry=r)
+        self.requests = Counter(f"{PREFIX}requests", "Requests answered",
+                                ["endpoint", "status"], registry=r)
+        self.prompt_tokens = Counter(f"{PREFIX}prompt_tokens", "Prompt tokens", registry=r)
+        self.prompt_tokens_reused = Counter(f"{PREFIX}prompt_tokens_reused",
+                                            "Prompt tokens found in the KV cache", registry=r)
+        self.generation_tokens = Counter(f"{PREFIX}generation_tokens", "Tokens generated",
+                                         registry=r)
+        self.waiting = Gauge(f"{PREFIX}num_requests_waiting", "Requests in the queue",
+                             registry=r)
+        self.running = Gauge(f"{PREFIX}num_requests_running", "Requests decoding", registry=r)
+        self.tokens_per_second = Histogram(
+            f"{PREFIX}tokens_per_second", "Decoding speed of each request (steady state)",
+            buckets=(1, 2, 5, 10, 15, 20, 30, 40, 60, 80, 120, 200, 400), registry=r)
+        self.request_seconds = Histogram(
+            f"{PREFIX}request_seconds", "Time from arrival to the last token",
+            buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 40, 80, 160), registry=r)
+
+    def record(self, stats: DecodeStats, reused: int) -> None:
+        """Fold one finished generation in."""
+        self.drafts.inc(stats.drafts)
+        self.draft_tokens.inc(stats.drafted)
+        self.accepted.inc(stats.accepted)
+        for i, n in enumerate(stats.accepted_at):
+            if n:
+                self.accepted_per_pos.labels(position=str(i)).inc(n)
+        self.prompt_tokens.inc(stats.prompt_tokens)
+        self.prompt_tokens_reused.inc(reused)
+        self.generation_tokens.inc(stats.new_tokens)
+        if stats.new_tokens and stats.decode_seconds:
+            self.tokens_per_second.observe(stats.tokens_per_second)
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,149 @@
+"""OpenAI-compatible request models and response builders (the shapes of OpenAI's chat and
+completions APIs, as llama.cpp's server and vLLM accept them), plus specpair's additions:
+a `speculative` request option and a `speculative` statistics object in responses."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..stats import DecodeStats
+
+
+class Speculative(BaseModel):
+    """Per-request override of the server's drafter."""
+
+    model_config = ConfigDict(extra="forbid")
+    draft: Literal["auto", "none", "ngram", "model"] | None = None
+    k: int | None = Field(default=None, ge=1, le=64)
+
+
+class StreamOptions(BaseModel):
+    include_usage: bool = False
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(extra="allow")  # name, tool_calls...: accepted, not used
+    role: Literal["system", "user", "assistant", "tool", "developer"]
+    content: str | list[dict] | None = None
+
+    def text(self) -> str:
+        if isinstance(self.content, list):  # content parts: keep the text ones
+            return "".join(p.get("text", "") for p in self.content if p.get("type") == "text")
+        return self.content or ""
+
+
+class _Common(BaseModel):
+    # Unknown fields (user, frequency_penalty, logprobs...) are accepted and ignored, as
+    # OpenAI-compatible servers do; known fields of the wrong type are a 400.
+    model_config = ConfigDict(extra="allow")
+    model: str | None = None
+    max_tokens: int | None = Field(default=None, ge=1)
+    max_completion_tokens: int | None = Field(default=None, ge=1)
+    temperature: float = Field(default=0.0, ge=0.0, le=2.0)
+    top_p: float = Field(default=1.0, gt=0.0, le=1.0)
+    top_k: int = Field(default=0, ge=0)
+    min_p: float = Field(default=0.0, ge=0.0, lt=1.0)
+    seed: int | None = None
+    stop: str | list[str] | None = None
+    n: int = Field(default=1, ge=1, le=1)
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    speculative: Speculative | None = None
+
+    def stops(self) -> tuple[str, ...]:
+        if self.stop is None:
+            return ()
+        return (self.stop,) if isinstance(self.stop, str) else tuple(self.stop)
+
+    def limit(self) -> int | None:
+        return self.max_completion_tokens or self.max_tokens
+
+
+class ChatRequest(_Common):
+    messages: list[Message] = Field(min_length=1)
+
+
+class CompletionRequest(_Common):
+    prompt: str | list[str]
+
+    def text(self) -> str:
+        if isinstance(self.prompt, list):
+            if len(self.prompt) != 1:
+                raise ValueError("prompt: give one string (batches of prompts are not served)")
+            return self.prompt[0]
+        return self.prompt
+
+
+def error_body(message: str, *, kind: str = "invalid_request_error",
+               param: str | None = None, code: str | None = None) -> dict:
+    return {"error": {"message": message, "type": kind, "param": param, "code": code}}
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:24]}"
+
+
+def usage(stats: DecodeStats, reused: int) -> dict:
+    return {"prompt_tokens": stats.prompt_tokens, "completion_tokens": stats.new_tokens,
+            "total_tokens": stats.prompt_tokens + stats.new_tokens,
+            "prompt_tokens_details": {"cached_tokens": reused}}
+
+
+def speculative(stats: DecodeStats, drafter: str, reused: int) -> dict:
+    """specpair's statistics of one response (definitions: stats.DecodeStats)."""
+    return {
+        "drafter": drafter,
+        "completion_tokens": stats.new_tokens,
+        "drafts": stats.drafts,
+        "drafted": stats.drafted,
+        "accepted": stats.accepted,
+        "acceptance_rate": stats.acceptance_rate,
+        "mean_acceptance_length": stats.mean_acceptance_length,
+        "acceptance_by_position": stats.acceptance_by_position,
+        "draft_seconds": stats.draft_seconds,
+        "target_seconds": stats.target_seconds,
+        "decode_seconds": stats.decode_seconds,
+        "prefill_seconds": stats.prefill_seconds,
+        "tokens_per_second": stats.tokens_per_second,
+        "prompt_tokens_reused": reused,
+    }
+
+
+def finish_reason(stats: DecodeStats) -> str:
+    return "length" if stats.finish in ("max_tokens", "context") else "stop"
+
+
+def completion(kind: str, model: str, rid: str, text: str, stats: DecodeStats,
+               drafter: str, reused: int) -> dict:
+    choice: dict = {"index": 0, "finish_reason": finish_reason(stats), "logprobs": None}
+    if kind == "chat":
+        choice["message"] = {"role": "assistant", "content": text}
+    else:
+        choice["text"] = text
+    return {"id": rid, "object": "chat.completion" if kind == "chat" else "text_completion",
+            "created": int(time.time()), "model": model, "choices": [choice],
+            "usage": usage(stats, reused), "speculative": speculative(stats, drafter, reused)}
+
+
+def chunk(kind: str, model: str, rid: str, *, text: str | None = None,
+          finish: str | None = None, role: bool = False, pieces: list | None = None) -> dict:
+    """One SSE chunk. `pieces` ([text, from_draft, n_tokens]) say where each part of the text
+    came from: the chat page colours them; OpenAI clients ignore the extra field."""
+    if kind == "chat":
+        delta: dict = {}
+        if role:
+            delta["role"] = "assistant"
+        if text is not None:
+            delta["content"] = text
+        choice: dict = {"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}
+    else:
+        choice = {"index": 0, "text": text or "", "finish_reason": finish, "logprobs": None}
+    out = {"id": rid, "object": "chat.completion.chunk" if kind == "chat" else "text_completion",
+           "created": int(time.time()), "model": model, "choices": [choice]}
+    if pieces:
+        out["specpair"] = {"pieces": pieces}
+    return out

@@ -1,0 +1,246 @@
+"""`specpair serve` over HTTP on loopback, with a toy model behind it: the OpenAI client works
+against it, every bad request gets a 4xx with an OpenAI-style body, the queue answers 429 when
+full, a client that disconnects frees the model, and /metrics agrees with the responses."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import httpx
+import numpy as np
+import pytest
+
+from specpair.backends import BackendConfig
+from specpair.serve.app import ServeSettings, create_app
+from specpair.serve.engine import Engine
+
+from .conftest import unavailable
+from .serving import running
+from .toy import ToyBackend
+
+try:
+    import openai
+except ImportError:
+    unavailable("the openai client is not installed: pip install -e '.[test]'", module=True)
+
+
+def walk_table(v: int = 26) -> np.ndarray:
+    """Greedy walk a -> b -> c -> ... -> z -> a: predictable text, nothing random."""
+    table = np.full((v, v), -4.0, dtype=np.float32)
+    for i in range(v):
+        table[i, (i + 1) % v] = 4.0
+    return table
+
+
+class SlowToy(ToyBackend):
+    """Every eval takes `delay` seconds: long enough to hold the model while others queue."""
+
+    def __init__(self, *args, delay: float = 0.0, **kw) -> None:
+        super().__init__(*args, **kw)
+        self.delay = delay
+
+    def eval(self, tokens, *, all_logits=True):
+        time.sleep(self.delay)
+        return super().eval(tokens, all_logits=all_logits)
+
+
+def make_app(*, delay=0.0, max_queue=4, n_ctx=256, **settings):
+    backend = SlowToy(walk_table(), n_ctx=n_ctx, delay=delay)
+    engine = Engine(backend, engine="toy", config=BackendConfig(n_ctx=n_ctx),
+                    max_queue=max_queue)
+    opts = {"model": "toy", "draft": "ngram", "max_tokens_cap": 64} | settings
+    return create_app(engine, ServeSettings(**opts)), engine
+
+
+@pytest.fixture
+def server():
+    app, engine = make_app()
+    with running(app) as url:
+        yield url, engine
+
+
+def client(url, key="none"):
+    return openai.OpenAI(base_url=url + "/v1", api_key=key, max_retries=0, timeout=30)
+
+
+def test_chat_and_completion_streaming_and_not(server):
+    url, _ = server
+    c = client(url)
+    chat = c.chat.completions.create(model="toy", messages=[{"role": "user", "content": "abc"}],
+                                     max_tokens=6)
+    assert chat.choices[0].message.content == "defghi"
+    assert chat.usage.completion_tokens == 6 and chat.choices[0].finish_reason == "length"
+    spec = chat.model_extra["speculative"]
+    assert spec["drafter"] == "ngram" and spec["completion_tokens"] == 6
+    comp = c.completions.create(model="toy", prompt="klm", max_tokens=4)
+    assert comp.choices[0].text == "nopq"
+    pieces, final = [], None
+    for ch in c.chat.completions.create(model="toy", stream=True, max_tokens=5,
+                                        messages=[{"role": "user", "content": "abc"}],
+                                        stream_options={"include_usage": True}):
+        if ch.choices and ch.choices[0].delta.content:
+            pieces.append(ch.choices[0].delta.content)
+        if ch.model_extra.get("speculative"):
+            final = ch.model_extra["speculative"]
+        if ch.usage:
+            assert ch.usage.completion_tokens == 5
+    assert "".join(pieces) == "defgh" and final["completion_tokens"] == 5
+    text = "".join(ch.choices[0].text for ch in c.completions.create(
+        model="toy", prompt="klm", max_tokens=3, stream=True) if ch.choices)
+    assert text == "nop"
+    assert c.models.list().data[0].id == "toy"
+
+
+def test_stop_strings_and_per_request_drafter(server):
+    url, _ = server
+    r = httpx.post(url + "/v1/completions", json={
+        "prompt": "abc", "max_tokens": 20, "stop": ["gh"],
+        "speculative": {"draft": "none"}}).json()
+    assert r["choices"][0]["text"] == "def" and r["choices"][0]["finish_reason"] == "stop"
+    assert r["speculative"]["drafter"] == "none" and r["usage"]["completion_tokens"] == 5
+
+
+@pytest.mark.parametrize("body, words", [
+    ('{"messages": [', "not valid JSON"),
+    ({"messages": [{"role": "user", "content": "abc"}], "max_tokens": "many"}, "max_tokens"),
+    ({"messages": [{"role": "user", "content": "abc"}], "temperature": -1}, "temperature"),
+    ({"messages": [{"role": "user", "content": "abc"}], "max_tokens": 65}, "cap of 64"),
+    ({"messages": [{"role": "user", "content": "abc"}], "n": 2}, "n"),
+    ({"messages": []}, "messages"),
+    ({"messages": [{"role": "user", "content": "abcdefghij" * 30}]}, "context holds"),
+    ({"messages": [{"role": "user", "content": "abc"}], "speculative": {"draft": "x"}},
+     "speculative"),
+    ({"messages": [{"role": "user", "content": "abc"}], "speculative": {"draft": "model"}},
+     "no draft model"),
+])
+def test_bad_requests_get_400_with_an_openai_error_body(server, body, words):
+    url, _ = server
+    content = body if isinstance(body, str) else json.dumps(body)
+    r = httpx.post(url + "/v1/chat/completions", content=content,
+                   headers={"content-type": "application/json"})
+    assert r.status_code == 400, r.text
+    error = r.json()["error"]
+    assert error["type"] == "invalid_request_error" and words in error["message"]
+    assert "Traceback" not in r.text
+
+
+def test_unknown_fields_are_accepted_and_ignored(server):
+    url, _ = server
+    r = httpx.post(url + "/v1/chat/completions", json={
+        "messages": [{"role": "user", "content": "abc"}], "max_tokens": 2, "user": "me",
+        "frequency_penalty": 0})
+    assert r.status_code == 200
+
+
+def test_api_key_and_body_size_limit():
+    app, _ = make_app(api_key="s3cret", max_body_bytes=2000)
+    with running(app) as url:
+        body = {"messages": [{"role": "user", "content": "abc"}], "max_tokens": 2}
+        assert httpx.post(url + "/v1/chat/completions", json=body).status_code == 401
+        wrong = httpx.post(url + "/v1/chat/completions", json=body,
+                           headers={"authorization": "Bearer nope"})
+        assert wrong.status_code == 401 and wrong.json()["error"]["type"] == \
+            "authentication_error"
+        assert httpx.get(url + "/metrics").status_code == 401
+        assert httpx.get(url + "/health").status_code == 200  # health stays open
+        ok = client(url, "s3cret").chat.completions.create(
+            model="toy", messages=body["messages"], max_tokens=2)
+        assert ok.choices[0].message.content == "de"
+        big = {"messages": [{"role": "user", "content": "a" * 5000}]}
+        r = httpx.post(url + "/v1/chat/completions", json=big,
+                       headers={"authorization": "Bearer s3cret"})
+        assert r.status_code == 413 and "error" in r.json()
+
+
+def test_a_full_queue_answers_429_at_once():
+    app, engine = make_app(delay=0.05, max_queue=1)
+    with running(app) as url:
+        body = {"messages": [{"role": "user", "content": "abc"}], "max_tokens": 30,
+                "speculative": {"draft": "none"}}
+        results: list[httpx.Response] = []
+
+        def call():
+            results.append(httpx.post(url + "/v1/chat/completions", json=body, timeout=30))
+
+        first = threading.Thread(target=call)
+        first.start()
+        while not engine.busy:
+            time.sleep(0.01)
+        second = threading.Thread(target=call)
+        second.start()
+        while engine.queue_length < 1:
+            time.sleep(0.01)
+        t0 = time.monotonic()
+        third = httpx.post(url + "/v1/chat/completions", json=body, timeout=30)
+        assert time.monotonic() - t0 < 1.0  # at once, not after the others
+        assert third.status_code == 429 and third.headers["retry-after"]
+        assert third.json()["error"]["type"] == "rate_limit_error"
+        first.join()
+        second.join()
+        assert [r.status_code for r in results] == [200, 200]
+
+
+def test_a_client_that_disconnects_mid_stream_frees_the_model():
+    app, engine = make_app(delay=0.05, max_queue=2)
+    with running(app) as url:
+        body = {"messages": [{"role": "user", "content": "abc"}], "max_tokens": 60,
+                "stream": True, "speculative": {"draft": "none"}}
+        with httpx.stream("POST", url + "/v1/chat/completions", json=body) as r:
+            for line in r.iter_lines():
+                if line.startswith("data:") and '"content": "d"' in line:
+                    break  # one token in: hang up
+        t0 = time.monotonic()
+        while engine.busy:
+            assert time.monotonic() - t0 < 2.0, "the generation was not cancelled"
+            time.sleep(0.01)
+        # 60 tokens at 0.05 s would take 3 s: it stopped within a round or two
+        metrics = httpx.get(url + "/metrics").text
+        assert "specpair:generation_tokens_total" in metrics
+        generated = _metric(metrics, "specpair:generation_tokens_total")
+        assert generated < 20
+        after = httpx.post(url + "/v1/chat/completions", json=body | {"stream": False,
+                                                                      "max_tokens": 3})
+        assert after.json()["choices"][0]["message"]["content"] == "def"
+
+
+def _metric(text: str, name: str, labels: str = "") -> float:
+    for line in text.splitlines():
+        if line.startswith(name + labels + " ") or (not labels and line.startswith(name + " ")):
+            return float(line.split()[-1])
+    return 0.0
+
+
+def test_metrics_agree_with_the_responses_and_the_second_turn_reuses_the_prompt(server):
+    url, _ = server
+    c = client(url)
+    messages = [{"role": "user", "content": "abcdefabcdef"}]
+    first = c.chat.completions.create(model="toy", messages=messages, max_tokens=12)
+    messages += [{"role": "assistant", "content": first.choices[0].message.content},
+                 {"role": "user", "content": "xyz"}]
+    second = c.chat.completions.create(model="toy", messages=messages, max_tokens=12)
+    specs = [first.model_extra["speculative"], second.model_extra["speculative"]]
+    # the whole first conversation is a prefix of the second: it is not evaluated again
+    assert specs[1]["prompt_tokens_reused"] >= first.usage.prompt_tokens
+    assert second.usage.prompt_tokens_details.cached_tokens == specs[1]["prompt_tokens_reused"]
+    text = httpx.get(url + "/metrics").text
+    assert _metric(text, "specpair:spec_decode_num_draft_tokens_total") == sum(
+        s["drafted"] for s in specs)
+    assert _metric(text, "specpair:spec_decode_num_accepted_tokens_total") == sum(
+        s["accepted"] for s in specs)
+    assert _metric(text, "specpair:spec_decode_num_drafts_total") == sum(s["drafts"]
+                                                                        for s in specs)
+    per_pos = _metric(text, "specpair:spec_decode_num_accepted_tokens_per_pos_total",
+                      '{position="0"}')
+    assert per_pos == sum(round(s["acceptance_by_position"][0] * s["drafts"]) for s in specs
+                          if s["drafts"])
+    assert 'specpair:requests_total{endpoint="/v1/chat/completions",status="200"} 2.0' in text
+    assert "specpair:tokens_per_second_bucket" in text and "specpair:num_requests_waiting" in text
+
+
+def test_the_chat_page_is_served_self_contained(server):
+    url, _ = server
+    page = httpx.get(url + "/").text
+    assert "<script>" in page and "/v1/chat/completions" in page
+    assert "http://" not in page and "https://" not in page  # no CDN, no external asset
