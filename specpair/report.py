@@ -19,7 +19,7 @@ def _columns(m: dict) -> list[str]:
     column = [f"{e2e['mean']:.2f} {_ci(e2e['ci95'])}", f"{tps['mean']:.2f} {_ci(tps['ci95'])}",
               f"{m['setup_seconds'] / max(len(m['runs']), 1):.2f}"]
     if "speedup" not in m:
-        return column + ["1.00x (reference)", "", "", "", "", "", "",
+        return column + ["1.00x (reference)", "", "", "", "", "",
                          f"- / {m['target_seconds']:.1f}", "reference"]
     s, steady, agreement = m["speedup"], m["speedup_steady_state"], m["agreement"]
     return column + [

@@ -1,7 +1,8 @@
 """Prompt suites for benchmarks: built in (story, code, edit) or a JSONL file of prompts.
 
 Each line: {"prompt": "...", "chat": true}. `chat` (default true) wraps the prompt in the
-target's chat template. story: zero-shot creative writing (the reference experiment). code: write
+target's chat template. A multi-turn conversation is {"messages": [{"role", "content"}, ...]}
+(always chat). story: zero-shot creative writing (the reference experiment). code: write
 a function from a description. edit: a code file to hand back with a small change, so most of the
 answer is already in the prompt (where prompt lookup drafting shines).
 """
@@ -20,7 +21,7 @@ BUILTIN_SUITES = ("story", "code", "edit")
 
 @dataclass(frozen=True)
 class Prompt:
-    text: str
+    text: str | list[dict]  # a prompt, or a conversation (list of {"role", "content"})
     chat: bool = True
 
 
@@ -31,10 +32,18 @@ def _parse(lines: list[str], source: str) -> list[Prompt]:
             continue
         try:
             row = json.loads(line)
-            prompts.append(Prompt(str(row["prompt"]), bool(row.get("chat", True))))
+            if "messages" in row:
+                messages = [{"role": str(m["role"]), "content": str(m["content"])}
+                            for m in row["messages"]]
+                if not messages:
+                    raise ValueError("no messages")
+                prompts.append(Prompt(messages, True))
+            else:
+                prompts.append(Prompt(str(row["prompt"]), bool(row.get("chat", True))))
         except (ValueError, KeyError, TypeError):
             raise SpecpairError(f'{source}:{n}: each line must be a JSON object with a "prompt" '
-                                'string (and optionally "chat": true/false)') from None
+                                'string (and optionally "chat": true/false), or "messages": '
+                                '[{"role": ..., "content": ...}, ...]') from None
     if not prompts:
         raise SpecpairError(f"{source} has no prompts: give at least one JSONL line")
     return prompts
