@@ -6,7 +6,9 @@ then re-evaluate the same sequence in batches of b = 2..K+1 tokens (the kernels 
 draft tokens) and record, per position, how much the margin between the single-token top-2 moved,
 and the largest move of any of the ten best logits relative to the best one.
 
-    python scripts/near_tie_study.py --suites story edit code -n 400 --max-k 8 --json out.json
+    python scripts/near_tie_study.py --suites story:3 edit:3 code:2 -n 250 --batches 2 3 4 5 9
+
+(SUITE:N takes the first N prompts of a suite.)
 
 Prints, per batch size, the mean, 99th and 99.9th percentile and maximum of both, over all
 positions of all prompts.
@@ -70,14 +72,18 @@ def main() -> int:
     p.add_argument("-n", type=int, default=400, help="tokens per prompt")
     p.add_argument("--prompts", type=int, default=3, help="prompts per suite")
     p.add_argument("--max-k", type=int, default=8)
+    p.add_argument("--batches", type=int, nargs="+", default=None,
+                   help="batch sizes to compare with single tokens (default 2..max-k+1)")
     p.add_argument("--json", help="write the per-batch-size summary here")
     args = p.parse_args()
     target = load_backend(args.target, BackendConfig(n_ctx=4096))
-    sizes = list(range(2, args.max_k + 2))
+    sizes = args.batches or list(range(2, args.max_k + 2))
     moved: dict[int, list[np.ndarray]] = {b: [] for b in sizes}
     total = 0
     for suite in args.suites:
-        for prompt in load_suite(suite)[: args.prompts]:
+        n_prompts = args.prompts if ":" not in suite else int(suite.split(":")[1])
+        suite = suite.split(":")[0]
+        for prompt in load_suite(suite)[:n_prompts]:
             tokens = encode_prompt(target, prompt.text, chat=prompt.chat)
             result = study(target, tokens, args.n, sizes)
             total += len(result[sizes[0]])

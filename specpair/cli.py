@@ -64,6 +64,36 @@ def _add_sampling_options(p: argparse.ArgumentParser) -> None:
                    help="seed for sampling (same seed, same output)")
 
 
+def _add_acceptance_options(p: argparse.ArgumentParser) -> None:
+    from .lossy import DEFAULT_TYPICAL_DELTA, DEFAULT_TYPICAL_EPSILON
+
+    p.add_argument("--lenience", type=float, default=1.0, metavar="L",
+                   help="LOSSY when < 1: accept a draft token with min(1, p/(L q)) (Leviathan "
+                        "et al.'s lenience; greedy: when its logit is within log(1/L) of the "
+                        "best). The draft then shifts the output. Default 1: exact")
+    p.add_argument("--accept", choices=["exact", "typical"], default="exact",
+                   help="typical: Medusa's typical acceptance (LOSSY): accept when p(x) > "
+                        "min(epsilon, delta exp(-H(p))). Default exact")
+    p.add_argument("--typical-epsilon", type=float, default=DEFAULT_TYPICAL_EPSILON,
+                   metavar="E", help=f"--accept typical: epsilon (default "
+                                     f"{DEFAULT_TYPICAL_EPSILON})")
+    p.add_argument("--typical-delta", type=float, default=DEFAULT_TYPICAL_DELTA, metavar="D",
+                   help=f"--accept typical: delta (default {DEFAULT_TYPICAL_DELTA})")
+
+
+def acceptance_config(args: argparse.Namespace):
+    from .lossy import EXACT, LENIENCE, TYPICAL, AcceptanceRule
+
+    accept = getattr(args, "accept", "exact")
+    lenience = getattr(args, "lenience", 1.0)
+    if accept == "typical" and lenience != 1.0:
+        raise SpecpairError("choose one lossy rule: --lenience or --accept typical")
+    kind = TYPICAL if accept == "typical" else (LENIENCE if lenience != 1.0 else EXACT)
+    return AcceptanceRule(kind=kind, lenience=lenience,
+                          epsilon=getattr(args, "typical_epsilon", 0.3),
+                          delta=getattr(args, "typical_delta", 0.09))
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .advise import DEFAULT_MAX_K
     from .auto import AUTO_MAX_K
@@ -96,6 +126,11 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--stop", action="append", default=[], metavar="TEXT",
                      help="stop when TEXT appears (repeatable); EOS always stops")
     _add_sampling_options(gen)
+    _add_acceptance_options(gen)
+    gen.add_argument("--draft-system", default=None, metavar="TEXT",
+                     help="with --chat and a model draft: the draft alone sees this system "
+                          "prompt (the target sees the conversation unchanged). Under exact "
+                          "verification it changes speed only; see `specpair steer`")
     gen.add_argument("--chat", action="store_true",
                      help="wrap PROMPT in the target's own chat template (instruct models)")
     gen.add_argument("--json", action="store_true",
@@ -246,6 +281,41 @@ def build_parser() -> argparse.ArgumentParser:
                        help="on SIGTERM, let in-flight work finish for up to S seconds, then "
                             "cancel it (default 10)")
 
+    st = sub.add_parser(
+        "steer", help="can a draft steer its target? exact vs lossy acceptance, measured",
+        description="Gives the draft its own system prompt (the target sees the user's "
+                    "message unchanged), samples N outputs per setting (plain sampling, exact "
+                    "verification, each lenience, typical acceptance) and reports the trait's "
+                    "rate with a 95%% CI, its difference from plain sampling (Welch's t-test), "
+                    "the first token's exact total-variation distance from the target's, "
+                    "acceptance and speed, and a one-line verdict.")
+    st.add_argument("--target", default=DEFAULT_TARGET, metavar="MODEL")
+    st.add_argument("--draft", default=DEFAULT_DRAFT, metavar="MODEL",
+                    help="a model draft (a fine-tuned one works too)")
+    st.add_argument("--draft-system", default="Answer like a pirate.", metavar="TEXT",
+                    help="the draft's own system prompt (default: 'Answer like a pirate.')")
+    st.add_argument("--prompt", default="Tell me about your favourite place to visit.",
+                    metavar="TEXT", help="the user's message, as the target sees it")
+    st.add_argument("--trait", default="pirate", metavar="TRAIT",
+                    help="what to count per 100 words: pirate (a built-in word list), "
+                         "re:PATTERN, or word1,word2,...")
+    st.add_argument("--samples", type=int, default=100, metavar="N",
+                    help="outputs per setting (default 100)")
+    st.add_argument("--max-tokens", "-n", type=int, default=128, metavar="N",
+                    help="tokens per output (default 128)")
+    st.add_argument("--leniences", dest="lenience_values", type=float, nargs="+",
+                    default=[0.7, 0.5, 0.3], metavar="L", help="lossy settings besides L = 1 "
+                    "(default 0.7 0.5 0.3)")
+    st.add_argument("--no-typical", action="store_true", help="leave out typical acceptance")
+    st.add_argument("--draft-tokens", "-k", type=int, default=4, metavar="K")
+    _add_sampling_options(st)
+    st.set_defaults(temperature=0.8)
+    st.add_argument("--n-ctx", type=int, default=None, metavar="N", help="context length")
+    st.add_argument("--threads", type=int, default=None, metavar="N", help="CPU threads")
+    st.add_argument("--json", metavar="FILE", help="write the study as JSON (- = stdout)")
+    st.add_argument("--markdown", metavar="FILE", help="write the table and verdict")
+    st.add_argument("--plot", metavar="FILE", help="PNG: trait rate and speed vs lenience")
+
     dep = sub.add_parser(
         "deploy", help="check a pair and print a ready vLLM or llama-server command",
         description="Checks the pair's tokenizers, reads both models' sizes and dtypes from "
@@ -297,7 +367,7 @@ def _commands() -> dict:
     return {"generate": commands.cmd_generate, "check": commands.cmd_check,
             "bench": commands.cmd_bench, "advise": commands.cmd_advise,
             "models": commands.cmd_models, "serve": commands.cmd_serve,
-            "deploy": commands.cmd_deploy}
+            "deploy": commands.cmd_deploy, "steer": commands.cmd_steer}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .cli import EXIT_INTERRUPTED, backend_config, sampling_config
+from .cli import EXIT_INTERRUPTED, acceptance_config, backend_config, sampling_config
 from .errors import SpecpairError
 from .prompt import encode_prompt
 
@@ -126,8 +126,12 @@ def cmd_generate(args: argparse.Namespace) -> int:
     k = args.draft_tokens
     if k is None:
         k = AUTO_MAX_K if auto_k else DEFAULT_DRAFT_TOKENS
+    acceptance = acceptance_config(args)
     config = DecodeConfig(max_tokens=args.max_tokens, draft_tokens=k, sampling=sampling,
-                          stop=tuple(args.stop))
+                          stop=tuple(args.stop), acceptance=acceptance)
+    if args.draft_system is not None and (not args.chat or args.draft in ("auto", "none",
+                                                                           "ngram", None)):
+        raise SpecpairError("--draft-system needs --chat and a model draft (--draft MODEL)")
     engine_config = backend_config(args)
     prompt_text = sys.stdin.read() if args.prompt == "-" else args.prompt
     rng = np.random.default_rng(args.seed)
@@ -135,7 +139,18 @@ def cmd_generate(args: argparse.Namespace) -> int:
                      kind="chat" if args.chat else "raw")
     target, drafter = pair.target, pair.drafter
     prompt = encode_prompt(target, prompt_text, chat=args.chat)
+    if args.draft_system is not None:
+        from .drafters import SystemPromptDrafter
+
+        draft_prompt = encode_prompt(target, [{"role": "system", "content": args.draft_system},
+                                              {"role": "user", "content": prompt_text}],
+                                     chat=True)
+        drafter = SystemPromptDrafter(drafter, target_prompt_len=len(prompt),
+                                      draft_prompt=draft_prompt)
     _print_notes(pair)
+    if not acceptance.exact:
+        print(f"specpair: {acceptance.describe()}: the draft can change the output",
+              file=sys.stderr)
     stats = DecodeStats(setup_seconds=pair.setup_seconds)
     pieces: list[str] = []
     tokens: list[int] = []
@@ -157,7 +172,10 @@ def cmd_generate(args: argparse.Namespace) -> int:
     _remember(pair, engine_config)
     text = "".join(pieces)
     if args.json:
-        out = {"text": text, "tokens": tokens, "stats": stats.to_dict()}
+        out = {"text": text, "tokens": tokens, "stats": stats.to_dict(),
+               "exact": acceptance.exact}
+        if not acceptance.exact:
+            out["acceptance"] = acceptance.to_dict()
         if pair.plan is not None:
             out["auto"] = pair.plan.to_dict()
         if interrupted:
@@ -169,7 +187,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
             return error.exit_code
     else:
         sys.stdout.write("\n")
-        print(stats.summary() + (" (interrupted)" if interrupted else ""), file=sys.stderr)
+        lossy = "" if acceptance.exact else f" [{acceptance.describe()}]"
+        print(stats.summary() + lossy + (" (interrupted)" if interrupted else ""),
+              file=sys.stderr)
         if pair.plan is not None:
             rounds = ", ".join(f"{k}: {v}" for k, v in pair.plan.drafter.rounds_by_choice()
                                .items())
@@ -610,3 +630,53 @@ def _checked_backend(target: str, draft: str, config):
 
     check_pair(target, draft)
     return load_backend(draft, config)
+
+
+def cmd_steer(args: argparse.Namespace) -> int:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from .backends import load_backend
+    from .check import check_pair
+    from .console import stderr_console
+    from .steer import markdown, plot, run_study, settings_for
+
+    if args.samples < 2 or args.max_tokens < 1:
+        raise SpecpairError("--samples must be >= 2 and --max-tokens >= 1")
+    for lenience in args.lenience_values:
+        if not 0 < lenience < 1:
+            raise SpecpairError(f"--leniences are values in (0, 1), got {lenience}")
+    for path in (args.json, args.markdown, args.plot):
+        if path and path != "-":
+            _check_writable(path)
+    sampling = sampling_config(args)
+    config = backend_config(args)
+    check_pair(args.target, args.draft)
+    target = load_backend(args.target, config)
+    draft = load_backend(args.draft, config)
+    n_settings = len(settings_for(args.lenience_values, not args.no_typical))
+    progress = Progress(TextColumn("steer"), BarColumn(), MofNCompleteColumn(),
+                        TextColumn("samples"), TimeElapsedColumn(), console=stderr_console(),
+                        transient=True)
+    with progress:
+        task = progress.add_task("steer", total=n_settings * args.samples)
+        report = run_study(target, draft, user=args.prompt, draft_system=args.draft_system,
+                           trait=args.trait, samples=args.samples, max_tokens=args.max_tokens,
+                           sampling=sampling, k=args.draft_tokens,
+                           leniences=args.lenience_values, typical=not args.no_typical,
+                           advance=lambda n: progress.advance(task, n))
+    report["about"] |= {"target": target.name, "draft": draft.name}
+    text = markdown(report)
+    print(text)
+    if args.markdown:
+        with open(args.markdown, "w") as f:
+            f.write(text)
+    if args.plot:
+        plot(report, args.plot)
+    if args.json:
+        blob = json.dumps(report, indent=2)
+        if args.json == "-":
+            print(blob)
+        else:
+            with open(args.json, "w") as f:
+                f.write(blob + "\n")
+    return 0

@@ -15,6 +15,7 @@ import numpy as np
 from .backends import Backend, sync
 from .drafters import Draft, Drafter, restricted
 from .errors import SpecpairError
+from .lossy import AcceptanceRule, verify_lossy
 from .sampling import SamplingConfig, make_transform
 from .stats import DecodeStats, Step
 from .text import TextStream
@@ -31,6 +32,8 @@ class DecodeConfig:
     draft_tokens: int = DEFAULT_DRAFT_TOKENS  # k; ignored without a drafter
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     stop: tuple[str, ...] = ()
+    # exact (the default) keeps the target's output; the others are opt-in and LOSSY (lossy.py)
+    acceptance: AcceptanceRule = field(default_factory=AcceptanceRule)
 
     def __post_init__(self) -> None:
         if self.max_tokens < 1:
@@ -101,7 +104,11 @@ def decode_steps(
 
             logits = target.eval([committed[-1], *draft.tokens])
             t_verified = clock()
-            if transform is None:
+            if not config.acceptance.exact:
+                probs = None if transform is None else transform(logits)
+                n_acc, next_token = verify_lossy(config.acceptance, logits, probs, draft.q,
+                                                 draft.tokens, rng)
+            elif transform is None:
                 n_acc, next_token = verify_greedy(logits, draft.tokens)
             else:
                 n_acc, next_token = verify_sampled(transform(logits), draft.q, draft.tokens, rng)

@@ -139,6 +139,27 @@ class RemappedDrafter:
         self.inner.close()
 
 
+class SystemPromptDrafter:
+    """A drafter that sees its own prompt (the conversation with a system message of its own,
+    "Answer like a pirate.") in place of the target's: the draft leans the way a fine-tuned
+    draft would, while the target sees the user's conversation unchanged. Exact verification
+    keeps the target's output whatever the draft leans to; lossy rules let it steer
+    (`specpair steer` measures how much)."""
+
+    def __init__(self, inner: Drafter, *, target_prompt_len: int,
+                 draft_prompt: Sequence[int]) -> None:
+        self.inner = inner
+        self.name = f"{inner.name} (own system prompt)"
+        self._n = target_prompt_len
+        self._prompt = list(draft_prompt)
+
+    def propose(self, context: Sequence[int], k: int) -> Draft:
+        return self.inner.propose([*self._prompt, *context[self._n:]], k)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
 DEFAULT_NGRAM_MIN = 2
 DEFAULT_NGRAM_MAX = 8  # edit suite: acceptance 0.85 -> 0.90 at K=4 against 4 (MEASUREMENTS.md)
 

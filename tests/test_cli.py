@@ -87,7 +87,7 @@ def test_json_output_has_every_field(capsys, draft_path):
                            "--draft", draft_path, "--max-tokens", "12", "--json")
     assert code == 0
     result = json.loads(out)
-    assert set(result) == {"text", "tokens", "stats"}
+    assert set(result) == {"text", "tokens", "stats", "exact"} and result["exact"] is True
     for field in ("new_tokens", "drafts", "drafted", "accepted", "acceptance_rate",
                   "mean_acceptance_length", "acceptance_by_position", "alphas",
                   "tokens_per_second", "end_to_end_tokens_per_second", "setup_seconds",
