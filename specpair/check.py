@@ -10,8 +10,13 @@ same text to the draft. Verdicts, from best to worst:
   tokens, listed). Drafting works directly.
 - ``remappable``: the same ordinary token strings and merges, under different ids; drafting works
   through an id translation table (built here).
-- ``incompatible``: the same text would be split differently (tokenizer model, pre-tokenizer,
-  merges or ordinary vocabulary differ): needs string-level translation.
+- ``text-level``: the same text would be split differently (tokenizer model, pre-tokenizer,
+  merges or ordinary vocabulary differ). Drafting still works, exactly, through text
+  (crossvocab.py): the target's tokens become text, the draft reads it in its own tokens, and
+  its proposal is re-tokenized for the target. The report counts the token strings both
+  vocabularies share by the bytes they stand for (byte-level BPE writes a leading space as 'Ġ',
+  SentencePiece as '▁': compared as bytes, they are the same string).
+- ``incompatible``: the draft cannot produce text at all (no ordinary tokens): exit 3.
 """
 
 from __future__ import annotations
@@ -28,12 +33,13 @@ from .vocab import (
     UNUSED,
     USER_DEFINED,
     TokenizerInfo,
+    gpt2_byte_decoder,
     load_tokenizer_info,
     probe_tokenizer,
 )
 
-IDENTICAL, COMPATIBLE, REMAPPABLE, INCOMPATIBLE = (
-    "identical", "compatible", "remappable", "incompatible")
+IDENTICAL, COMPATIBLE, REMAPPABLE, TEXT_LEVEL, INCOMPATIBLE = (
+    "identical", "compatible", "remappable", "text-level", "incompatible")
 N_EXAMPLES = 5
 
 
@@ -53,6 +59,7 @@ class Comparison:
     special_differences: list[str] = field(default_factory=list)
     draft_to_target: dict[int, int] | None = None  # the translation table (remappable)
     probe: dict | None = None
+    shared_bytes: int | None = None  # token strings both have, compared as bytes (text-level)
 
     def to_dict(self) -> dict:
         def examples(items: list) -> dict:
@@ -74,6 +81,7 @@ class Comparison:
                 {"text": t, "target_id": a, "draft_id": b} for t, a, b in self.moved[:N_EXAMPLES]]},
             "special_differences": self.special_differences,
             "translation_table_size": len(self.draft_to_target or {}),
+            "shared_byte_strings": self.shared_bytes,
             "probe": self.probe,
         }
 
@@ -124,8 +132,15 @@ def compare(target: TokenizerInfo, draft: TokenizerInfo) -> Comparison:
     cmp.special_differences = _special_differences(target, draft)
     soft += cmp.special_differences
 
-    if hard:
-        cmp.verdict, cmp.reasons = INCOMPATIBLE, hard + soft
+    if not d_ord:
+        cmp.verdict, cmp.reasons = INCOMPATIBLE, ["the draft has no ordinary tokens: it cannot "
+                                                  "produce text"] + hard
+    elif hard:
+        cmp.shared_bytes = len(token_byte_strings(target) & token_byte_strings(draft))
+        cmp.verdict = TEXT_LEVEL
+        cmp.reasons = hard + soft + [
+            f"drafting goes through text (exact, string-level); {cmp.shared_bytes:,} token "
+            "strings are shared by the bytes they stand for"]
     elif remapped:
         cmp.verdict, cmp.reasons = REMAPPABLE, soft
         cmp.draft_to_target = {i: t_all[t] for t, i in d_all.items() if t in t_all}
@@ -135,6 +150,28 @@ def compare(target: TokenizerInfo, draft: TokenizerInfo) -> Comparison:
     else:
         cmp.reasons = ["same vocabulary, merges, special tokens and settings"]
     return cmp
+
+
+def token_byte_strings(info: TokenizerInfo) -> set[bytes]:
+    """The byte strings a tokenizer's ordinary tokens stand for, whatever its convention for
+    spelling them: byte-level BPE maps bytes to printable characters (a space is 'Ġ'),
+    SentencePiece writes a space as '▁' and raw bytes as <0xNN>."""
+    byte_level = info.model == "gpt2"
+    decoder = gpt2_byte_decoder() if byte_level else {}
+    out = set()
+    for text in info.ordinary():
+        if byte_level:
+            if all(c in decoder for c in text):
+                out.add(bytes(decoder[c] for c in text))
+            continue
+        if len(text) == 6 and text.startswith("<0x") and text.endswith(">"):
+            try:
+                out.add(bytes([int(text[3:5], 16)]))
+            except ValueError:
+                pass
+            continue
+        out.add(text.replace("\u2581", " ").encode("utf-8"))
+    return out
 
 
 def _special_differences(target: TokenizerInfo, draft: TokenizerInfo) -> list[str]:
@@ -198,20 +235,24 @@ def run_probe(cmp: Comparison, target_spec: str, draft_spec: str, text: str) -> 
 
 def check(target_spec: str, draft_spec: str, *, probe_text: str | None = None) -> Comparison:
     """The full check: structure, then the round-trip probe, which can only make it worse."""
-    cmp = compare(load_tokenizer_info(target_spec), load_tokenizer_info(draft_spec))
-    if cmp.verdict != INCOMPATIBLE:
+    target, draft = load_tokenizer_info(target_spec), load_tokenizer_info(draft_spec)
+    cmp = compare(target, draft)
+    if cmp.verdict not in (TEXT_LEVEL, INCOMPATIBLE):
         text = builtin_probe_text() if probe_text is None else probe_text
         cmp.probe = run_probe(cmp, target_spec, draft_spec, text)
         if cmp.probe["identical_fraction"] < 1.0:
-            cmp.verdict = INCOMPATIBLE
+            cmp.verdict = TEXT_LEVEL
+            cmp.shared_bytes = len(token_byte_strings(target) & token_byte_strings(draft))
             cmp.reasons.insert(0, f"the probe split {1 - cmp.probe['identical_fraction']:.1%} of "
-                                  "the sample text into different ids")
+                                  "the sample text into different ids: drafting goes through "
+                                  "text")
     return cmp
 
 
 def check_pair(target_spec: str, draft_spec: str) -> Comparison:
     """The check `generate` and `bench` run on a pair: structural only (no probe: it needs no
-    tokenizer load), refusing incompatible pairs with exit code 3."""
+    tokenizer load), refusing only a draft that cannot produce text (exit code 3); a
+    text-level pair drafts through text."""
     cmp = compare(load_tokenizer_info(target_spec), load_tokenizer_info(draft_spec))
     if cmp.verdict == INCOMPATIBLE:
         raise SpecpairError(

@@ -17,15 +17,21 @@ from .errors import SpecpairError
 from .prompt import encode_prompt
 
 
-def _load_model_drafter(draft_spec: str, comparison, config, sampling, rng, *, p_min: float):
+def _load_model_drafter(draft_spec: str, comparison, config, sampling, rng, *, p_min: float,
+                        target=None):
     """A model drafter for a pair already checked (`comparison`, from check_pair, made before
-    any weights were loaded); a remappable pair drafts through the check's translation table."""
+    any weights were loaded); a remappable pair drafts through the check's translation table,
+    a text-level pair through text (crossvocab.py; it needs the `target` backend)."""
     from .backends import load_backend
-    from .check import REMAPPABLE
+    from .check import REMAPPABLE, TEXT_LEVEL
     from .drafters import ModelDrafter, RemappedDrafter
 
-    drafter = ModelDrafter(load_backend(draft_spec, config), sampling=sampling, rng=rng,
-                           p_min=p_min)
+    backend = load_backend(draft_spec, config)
+    if comparison.verdict == TEXT_LEVEL:
+        from .crossvocab import TextDrafter
+
+        return TextDrafter(backend, target)
+    drafter = ModelDrafter(backend, sampling=sampling, rng=rng, p_min=p_min)
     if comparison.verdict == REMAPPABLE:
         return RemappedDrafter(drafter, comparison.draft_to_target)
     return drafter
@@ -94,7 +100,7 @@ def load_pair(args: argparse.Namespace, config, sampling, rng, *, kind: str) -> 
         p = plan(target, engine, config, ngram=ngram, kind=kind)
         return Pair(target, p.drafter, p, time.perf_counter() - t0)
     drafter = _load_model_drafter(spec, comparison, config, sampling, rng,
-                                  p_min=args.draft_p_min)
+                                  p_min=args.draft_p_min, target=target)
     if not args.adaptive:
         return Pair(target, drafter, None, time.perf_counter() - t0)
     draft_engine, draft_path = resolve_model(spec)
@@ -102,6 +108,17 @@ def load_pair(args: argparse.Namespace, config, sampling, rng, *, kind: str) -> 
              forced_engine=(draft_engine, draft_path), kind=kind)
     return Pair(target, p.drafter, p, time.perf_counter() - t0,
                 {drafter.name: (draft_engine, draft_path)})
+
+
+def _draft_prompt(draft, text: str, chat: bool) -> list[int]:
+    """The prompt as a text-level draft should read it: with its own chat template when it
+    has one, else the user's text alone."""
+    if chat:
+        try:
+            return encode_prompt(draft, text, chat=True)
+        except SpecpairError:
+            pass  # no chat template: plain text
+    return draft.tokenize(text)
 
 
 def _print_notes(pair: Pair) -> None:
@@ -139,6 +156,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
                      kind="chat" if args.chat else "raw")
     target, drafter = pair.target, pair.drafter
     prompt = encode_prompt(target, prompt_text, chat=args.chat)
+    if hasattr(drafter, "set_prompt"):  # a text-level draft: the request in its own format
+        drafter.set_prompt(prompt, _draft_prompt(drafter.draft, prompt_text, args.chat))
     if args.draft_system is not None:
         from .drafters import SystemPromptDrafter
 
@@ -176,6 +195,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
                "exact": acceptance.exact}
         if not acceptance.exact:
             out["acceptance"] = acceptance.to_dict()
+        if hasattr(drafter, "translate_seconds"):
+            out["translate_seconds"] = drafter.translate_seconds
         if pair.plan is not None:
             out["auto"] = pair.plan.to_dict()
         if interrupted:
@@ -190,6 +211,10 @@ def cmd_generate(args: argparse.Namespace) -> int:
         lossy = "" if acceptance.exact else f" [{acceptance.describe()}]"
         print(stats.summary() + lossy + (" (interrupted)" if interrupted else ""),
               file=sys.stderr)
+        if hasattr(drafter, "translate_seconds") and stats.draft_seconds:
+            print(f"specpair: text-level draft: {drafter.translate_seconds:.2f} s translating "
+                  f"({drafter.translate_seconds / stats.draft_seconds:.0%} of drafting time)",
+                  file=sys.stderr)
         if pair.plan is not None:
             rounds = ", ".join(f"{k}: {v}" for k, v in pair.plan.drafter.rounds_by_choice()
                                .items())
@@ -307,6 +332,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
         result = run_bench(target, modes, prompts, config,
                            advance=lambda n: progress.advance(task, n),
                            describe={"target": target.name, "draft": draft_name})
+    if hasattr(pair.drafter, "translate_seconds"):  # a text-level draft: what translating cost
+        draft_total = sum(m["draft_seconds"] for m in result["modes"] if m["name"] != "auto")
+        result["translate_seconds"] = pair.drafter.translate_seconds
+        result["translate_share_of_draft"] = (pair.drafter.translate_seconds / draft_total
+                                              if draft_total else None)
     from rich.console import Console
 
     render.print_report(result, stderr_console() if args.json == "-" else Console())
@@ -466,7 +496,8 @@ def cmd_advise(args: argparse.Namespace) -> int:
                for p in prompts]
     # model drafters calibrate at fixed K (p-min off): the predictions are for fixed-K drafting
     drafters = [NgramDrafter(n_min=args.ngram_min, n_max=args.ngram_max) if spec == "ngram" else
-                _load_model_drafter(spec, comparisons[spec], config, sampling, rng, p_min=0.0)
+                _load_model_drafter(spec, comparisons[spec], config, sampling, rng, p_min=0.0,
+                                    target=target)
                 for spec in args.draft]
     console = stderr_console()
     with console.status("measuring the target's cost for batches of 1.."

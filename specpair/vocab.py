@@ -198,3 +198,17 @@ def probe_tokenizer(spec: str, info: TokenizerInfo) -> Callable[[str], list[int]
 
     tokenizer = Tokenizer.from_file(info.source)
     return lambda text: tokenizer.encode(text, add_special_tokens=False).ids
+
+
+def gpt2_byte_decoder() -> dict[str, int]:
+    """GPT-2's byte-level BPE alphabet: the printable character standing for each byte."""
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(
+        range(ord("®"), ord("ÿ") + 1))
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return {chr(c): b for b, c in zip(bs, cs)}

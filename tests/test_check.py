@@ -15,7 +15,7 @@ from tokenizers import (
     trainers,
 )
 
-from specpair.check import COMPATIBLE, IDENTICAL, INCOMPATIBLE, REMAPPABLE, check
+from specpair.check import COMPATIBLE, IDENTICAL, REMAPPABLE, TEXT_LEVEL, check
 from specpair.cli import main
 from specpair.vocab import from_hf
 
@@ -118,13 +118,31 @@ def test_permuted_vocabulary_is_remappable_with_a_correct_table(tmp_path, base):
         target_tok.encode(text).ids
 
 
-def test_different_merges_are_incompatible_and_exit_3(tmp_path, base, capsys):
+def test_different_merges_draft_through_text(tmp_path, base, capsys):
     a = save(tmp_path / "a", base)
     b = save(tmp_path / "b", train(OTHER_CORPUS))
-    assert check(a, b, probe_text=PROBE).verdict == INCOMPATIBLE
-    assert main(["check", a, b]) == 3
+    cmp = check(a, b, probe_text=PROBE)
+    assert cmp.verdict == TEXT_LEVEL and cmp.shared_bytes > 0
+    assert main(["check", a, b]) == 0  # usable, exactly, through text
     out = capsys.readouterr().out
-    assert "verdict: incompatible" in out and "different merge lists" in out
+    assert "verdict: text-level" in out and "different merge lists" in out
+
+
+def test_shared_strings_are_counted_by_their_bytes():
+    """A byte-level BPE vocabulary and a SentencePiece one that differ only in how they spell
+    a leading space ('Ġ' vs '▁') and raw bytes share every string."""
+    from specpair.check import token_byte_strings
+    from specpair.vocab import NORMAL, TokenizerInfo
+
+    def info(model, tokens):
+        return TokenizerInfo(source="x", format="tokenizer.json", model=model, pre="",
+                             tokens=tokens, types=[NORMAL] * len(tokens), merges=[],
+                             special={}, add_bos=False, add_eos=False, chat_template=None)
+
+    bpe = info("gpt2", ["Ġthe", "cat", "Ġsat", "Ċ"])
+    spm = info("llama", ["\u2581the", "cat", "\u2581sat", "<0x0A>"])
+    assert token_byte_strings(bpe) == token_byte_strings(spm) == {b" the", b"cat", b" sat",
+                                                                   b"\n"}
 
 
 def test_bad_input_exits_2(tmp_path, capsys):
@@ -147,11 +165,14 @@ def test_qwen_pair_is_identical(target_path, draft_path, capsys):
 
 @pytest.mark.real
 @pytest.mark.parametrize("order", ["gemma-first", "qwen-first"])
-def test_gemma_against_qwen_is_incompatible(target_path, gemma_path, order, capsys):
+def test_gemma_against_qwen_drafts_through_text(target_path, gemma_path, order, capsys):
     pair = [gemma_path, target_path] if order == "gemma-first" else [target_path, gemma_path]
-    assert main(["check", *pair]) == 3
-    out = capsys.readouterr().out
-    assert "verdict: incompatible" in out and "different tokenizer models" in out
+    assert main(["check", *pair, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["verdict"] == "text-level"
+    assert any("different tokenizer models" in r for r in report["reasons"])
+    # compared as bytes, far more strings are shared than compared as spellings (24,520)
+    assert report["shared_byte_strings"] > 50_000
 
 
 QWEN2_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}|"

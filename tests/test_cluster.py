@@ -125,7 +125,7 @@ def test_llama_server_command_golden(tmp_path, monkeypatch):
         "llama-server", "-m", target, "--spec-type", "draft-simple", "--spec-draft-model",
         draft, "--spec-draft-n-max", "6", "--spec-draft-n-min", "0", "--spec-draft-p-min",
         "0.7", "-ngl", "all", "--spec-draft-ngl", "all", "--split-mode", "layer"]
-    monkeypatch.setattr("specpair.cluster.deploy._verdict", lambda t, d: "incompatible")
+    monkeypatch.setattr("specpair.cluster.deploy._verdict", lambda t, d: "text-level")
     with pytest.raises(SpecpairError, match="no re-tokenizing mode"):
         plan_llama_server(target, draft, gpus=1, gpu_memory_gb=24, k=4, sampled=False)
 

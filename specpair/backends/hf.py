@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import SpecpairError
+from ..vocab import gpt2_byte_decoder
 from . import BackendConfig, as_messages, check_eval, check_rewind
 
 try:
@@ -47,20 +48,6 @@ def _resolve_dtype(dtype: str, device: str):
     return _DTYPES[dtype]
 
 
-def _byte_decoder() -> dict[str, int]:
-    """GPT-2's byte-level BPE alphabet: the printable character standing for each byte."""
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(
-        range(ord("®"), ord("ÿ") + 1))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return {chr(c): b for b, c in zip(bs, cs)}
-
-
 class HFBackend:
     def __init__(self, path: str, config: BackendConfig, *, model=None, tokenizer=None) -> None:
         """Load from `path` (a folder, a cached hub id, or a .gguf file), or wrap an already
@@ -86,7 +73,7 @@ class HFBackend:
             raise SpecpairError(f"{path}: only a slow (Python) tokenizer is available; specpair "
                                 "needs a fast one: add the model's tokenizer.json to its folder")
         self._byte_level = "ByteLevel" in str(tokenizer.backend_tokenizer.decoder)
-        self._bytes = _byte_decoder() if self._byte_level else {}
+        self._bytes = gpt2_byte_decoder() if self._byte_level else {}
         self._special = set(tokenizer.all_special_ids) | set(tokenizer.added_tokens_decoder)
         self._pieces: dict[int, bytes] = {}
         self._cache = DynamicCache()

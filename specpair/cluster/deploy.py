@@ -153,7 +153,7 @@ def _refuse(message: str) -> SpecpairError:
 
 def plan_vllm(target: str, draft: str, *, gpus: int, gpu_memory_gb: float, k: int,
               sampled: bool) -> Plan:
-    from ..check import INCOMPATIBLE
+    from ..check import INCOMPATIBLE, TEXT_LEVEL
 
     t, d = model_info(target), model_info(draft)
     if t.format != "hf" or d.format != "hf":
@@ -163,7 +163,7 @@ def plan_vllm(target: str, draft: str, *, gpus: int, gpu_memory_gb: float, k: in
     verdict = _verdict(target, draft)
     notes = []
     spec: dict = {"method": "draft_model", "model": d.path, "num_speculative_tokens": k}
-    if verdict == INCOMPATIBLE:
+    if verdict in (TEXT_LEVEL, INCOMPATIBLE):
         if sampled:
             raise _refuse("the tokenizers do not line up, and vLLM's heterogeneous-vocabulary "
                           "mode (TLI) supports greedy draft sampling only: serve greedy "
@@ -203,7 +203,7 @@ def plan_vllm(target: str, draft: str, *, gpus: int, gpu_memory_gb: float, k: in
 
 def plan_llama_server(target: str, draft: str, *, gpus: int, gpu_memory_gb: float, k: int,
                       sampled: bool, p_min: float = 0.7) -> Plan:
-    from ..check import INCOMPATIBLE
+    from ..check import INCOMPATIBLE, TEXT_LEVEL
 
     t, d = model_info(target), model_info(draft)
     if t.format != "gguf" or d.format != "gguf":
@@ -211,7 +211,7 @@ def plan_llama_server(target: str, draft: str, *, gpus: int, gpu_memory_gb: floa
                       "vllm`")
     _check_sizes(t, d)
     verdict = _verdict(target, draft)
-    if verdict == INCOMPATIBLE:
+    if verdict in (TEXT_LEVEL, INCOMPATIBLE):
         raise _refuse("the tokenizers do not line up, and llama-server's draft-simple needs the "
                       "target's vocabulary (it has no re-tokenizing mode): run  specpair check "
                       f"{target} {draft}")
