@@ -1,3 +1,3 @@
-"""specpair: speculative decoding with any draft/target pair whose tokenizers line up."""
+"""specpair: speculative decoding with any draft/target pair, exact and measured."""
 
 __version__ = "0.1.0"

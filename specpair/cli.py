@@ -1,5 +1,6 @@
-"""The `specpair` command. Arguments become configuration in one place (`_configs`); every user
-error is a SpecpairError, printed on one line with its exit code (2 bad input, 3 incompatible)."""
+"""The `specpair` command: the argument parser, and `main`. Arguments become configuration in one
+place (options.py); every user error is a SpecpairError, printed on one line with its exit code
+(2 bad input, 3 a pair that cannot be used)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,7 @@ import argparse
 import sys
 
 from . import __version__
-from .errors import SpecpairError
-
-EXIT_INTERRUPTED = 130
+from .errors import EXIT_INTERRUPTED, SpecpairError
 
 
 def _add_model_options(p: argparse.ArgumentParser, *, draft_default: str) -> None:
@@ -81,19 +80,6 @@ def _add_acceptance_options(p: argparse.ArgumentParser) -> None:
                    help=f"--accept typical: delta (default {DEFAULT_TYPICAL_DELTA})")
 
 
-def acceptance_config(args: argparse.Namespace):
-    from .lossy import EXACT, LENIENCE, TYPICAL, AcceptanceRule
-
-    accept = getattr(args, "accept", "exact")
-    lenience = getattr(args, "lenience", 1.0)
-    if accept == "typical" and lenience != 1.0:
-        raise SpecpairError("choose one lossy rule: --lenience or --accept typical")
-    kind = TYPICAL if accept == "typical" else (LENIENCE if lenience != 1.0 else EXACT)
-    return AcceptanceRule(kind=kind, lenience=lenience,
-                          epsilon=getattr(args, "typical_epsilon", 0.3),
-                          delta=getattr(args, "typical_delta", 0.09))
-
-
 def build_parser() -> argparse.ArgumentParser:
     from .advise import DEFAULT_MAX_K
     from .auto import AUTO_MAX_K
@@ -103,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(
         prog="specpair",
-        description="Speculative decoding with any draft/target pair whose tokenizers line up. "
+        description="Speculative decoding with any draft/target pair. "
                     "A draft changes speed, never output: verification keeps only what the "
                     "target itself would have produced.",
     )
@@ -142,9 +128,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Compare the tokenizers of a target and a draft (reads tokenizers only, no "
                     "weights). Verdicts: identical, compatible (differences only in tokens plain "
                     "text does not produce), remappable (same strings under other ids: drafting "
-                    "goes through a translation table), incompatible (text is split "
-                    "differently). Exit 0 for the first three, 3 for incompatible, 2 for bad "
-                    "input.")
+                    "goes through a translation table), text-level (text is split "
+                    "differently: drafting goes through text, exactly). Exit 0 for these, 3 for "
+                    "a draft that cannot produce text, 2 for bad input.")
     check.add_argument("target", metavar="TARGET",
                        help="a .gguf file, a model name, a tokenizer.json or a folder of HF "
                             "tokenizer files")
@@ -346,28 +332,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def backend_config(args: argparse.Namespace):
-    from .backends import DEFAULT_N_CTX, BackendConfig
-
-    return BackendConfig(n_ctx=args.n_ctx or DEFAULT_N_CTX, threads=args.threads,
-                         device=getattr(args, "device", "auto"),
-                         dtype=getattr(args, "dtype", "auto"))
-
-
-def sampling_config(args: argparse.Namespace):
-    from .sampling import SamplingConfig
-
-    return SamplingConfig(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
-                          min_p=args.min_p, seed=args.seed)
-
-
 def _commands() -> dict:
     from . import commands
+    from .cluster import commands as cluster_commands
+    from .serve import command as serve_command
 
     return {"generate": commands.cmd_generate, "check": commands.cmd_check,
             "bench": commands.cmd_bench, "advise": commands.cmd_advise,
-            "models": commands.cmd_models, "serve": commands.cmd_serve,
-            "deploy": commands.cmd_deploy, "steer": commands.cmd_steer}
+            "models": commands.cmd_models, "serve": serve_command.cmd_serve,
+            "deploy": cluster_commands.cmd_deploy, "steer": commands.cmd_steer}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,5 +1,5 @@
 """The `specpair` subcommands: each turns parsed arguments into configuration (through
-`cli.backend_config` / `cli.sampling_config`), runs, and returns an exit code."""
+options.py), runs, and returns an exit code."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .cli import EXIT_INTERRUPTED, acceptance_config, backend_config, sampling_config
-from .errors import SpecpairError
+from .errors import EXIT_INTERRUPTED, SpecpairError
+from .options import acceptance_config, backend_config, sampling_config
 from .prompt import encode_prompt
 
 
@@ -301,7 +301,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from .suites import load_suite
 
     if args.endpoint:
-        return _bench_endpoints(args)
+        from .cluster.commands import bench_endpoints
+
+        return bench_endpoints(args)
     if args.draft in ("none", ""):
         raise SpecpairError("bench compares plain with speculative decoding: give a --draft")
     if args.adaptive:
@@ -316,7 +318,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     texts = load_suite(args.suite)
     for path in (args.json, args.markdown, args.plot):
         if path and path != "-":
-            _check_writable(path)
+            check_writable(path)
     rng = np.random.default_rng(args.seed)
     pair = load_pair(args, engine_config, sampling, rng, kind=args.suite)
     target = pair.target
@@ -355,107 +357,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-def _bench_endpoints(args: argparse.Namespace) -> int:
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
-    from .cluster.endpoint import Endpoint, print_report, run
-    from .console import stderr_console
-    from .suites import load_suite
-
-    if args.label and len(args.label) != len(args.endpoint):
-        raise SpecpairError(f"give one --label per --endpoint ({len(args.endpoint)}), or none")
-    if args.concurrency < 1 or args.timeout <= 0 or args.runs < 1:
-        raise SpecpairError("--concurrency and --runs must be >= 1, --timeout > 0")
-    labels = args.label or [f"endpoint {i + 1}" for i in range(len(args.endpoint))]
-    endpoints = [Endpoint(url, label, args.api_key, args.model)
-                 for url, label in zip(args.endpoint, labels)]
-    prompts = load_suite(args.suite)
-    if args.json and args.json != "-":
-        _check_writable(args.json)
-    progress = Progress(TextColumn("bench"), BarColumn(), MofNCompleteColumn(),
-                        TextColumn("tokens"), console=stderr_console(), transient=True)
-    with progress:
-        task = progress.add_task("bench", total=args.runs * len(endpoints) * args.max_tokens)
-        report = run(endpoints, prompts, runs=args.runs, max_tokens=args.max_tokens,
-                     sampling=sampling_config(args), timeout=args.timeout,
-                     concurrency=args.concurrency, advance=lambda n: progress.advance(task, n))
-    report["suite"] = args.suite
-    print_report(report, stderr_console() if args.json == "-" else Console())
-    if args.json:
-        text = json.dumps(report, indent=2)
-        if args.json == "-":
-            print(text)
-        else:
-            with open(args.json, "w") as f:
-                f.write(text + "\n")
-    return 0
-
-
-def cmd_deploy(args: argparse.Namespace) -> int:
-    from .cluster.deploy import LLAMA_SERVER_TARGET, VLLM_TARGET, plan_llama_server, plan_vllm
-
-    if args.gpus < 0 or args.gpu_memory <= 0 or not 1 <= args.draft_tokens <= 64:
-        raise SpecpairError("--gpus must be >= 0, --gpu-memory > 0, -k between 1 and 64")
-    if args.engine == "vllm" and args.gpus < 1:
-        raise SpecpairError("vllm needs --gpus >= 1")
-    planner = plan_vllm if args.engine == "vllm" else plan_llama_server
-    plan = planner(args.target, args.draft, gpus=args.gpus, gpu_memory_gb=args.gpu_memory,
-                   k=args.draft_tokens, sampled=args.temperature > 0)
-    version = VLLM_TARGET if args.engine == "vllm" else LLAMA_SERVER_TARGET
-    if args.json:
-        print(json.dumps(plan.to_dict() | {"engine_version": version}, indent=2))
-        return 0
-    print(f"# for {version}; pair: {plan.verdict}")
-    for note in plan.notes:
-        print(f"# {note}")
-    print(plan.shell())
-    return 0
-
-
-def _what_if(args: argparse.Namespace) -> int:
-    from .cluster.whatif import verify_curve, what_if
-
-    if args.from_json:
-        try:
-            with open(args.from_json) as f:
-                measured = json.load(f)
-        except (OSError, ValueError) as e:
-            raise SpecpairError(f"cannot read --from-json {args.from_json}: {e}") from None
-        verify = measured["verify_seconds"]
-        results = []
-        for cal in measured["calibrations"]:
-            r = what_if(draft_cost=cal["draft_per_token"] / verify[0],
-                        verify=[v / verify[0] for v in verify], alphas=cal["alphas"] or [0.0],
-                        max_k=min(args.max_k, len(verify) - 1))
-            results.append((cal["drafter"], r))
-    else:
-        if args.draft_cost is None or args.alpha is None:
-            raise SpecpairError("--what-if needs --draft-cost C and --alpha A (or --from-json)")
-        r = what_if(draft_cost=args.draft_cost, verify=verify_curve(args.verify, args.max_k),
-                    alphas=args.alpha, max_k=args.max_k)
-        results = [("draft", r)]
-    if args.json:
-        print(json.dumps({name: r.to_dict() for name, r in results}, indent=2))
-        return 0
-    from rich.console import Console
-    from rich.table import Table
-
-    out = Console()
-    table = Table("K", *(f"{name}: speedup" for name, _ in results),
-                  title="predicted speedup over plain decoding (Leviathan et al.'s formula)")
-    for i in range(len(results[0][1].table)):
-        table.add_row(str(results[0][1].table[i][0]),
-                      *(f"{r.table[i][1]:.2f}x" if i < len(r.table) else "-"
-                        for _, r in results))
-    out.print(table)
-    for name, r in results:
-        out.print(f"{name}: " + (f"best K={r.best[0]}, {r.best[1]:.2f}x" if r.best else
-                                 "plain decoding: no K is predicted to pay"))
-    return 0
-
-
-def _check_writable(path: str) -> None:
+def check_writable(path: str) -> None:
     """Fail before a long benchmark, not after it, when an output file cannot be written."""
     import os
 
@@ -480,7 +382,9 @@ def cmd_advise(args: argparse.Namespace) -> int:
     if not 1 <= args.max_k <= 32:
         raise SpecpairError(f"--max-k must be between 1 and 32, got {args.max_k}")
     if args.what_if:
-        return _what_if(args)
+        from .cluster.commands import what_if
+
+        return what_if(args)
     if args.calibration_tokens < 8:
         raise SpecpairError(f"--calibration-tokens must be >= 8, got {args.calibration_tokens}")
     sampling = sampling_config(args)
@@ -575,94 +479,6 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_serve(args: argparse.Namespace) -> int:
-    """`specpair serve`: load the pair once, then answer OpenAI-style requests until SIGTERM."""
-    import ipaddress
-
-    import uvicorn
-
-    from .backends import load_backend
-    from .check import check_pair
-    from .models import DEFAULT_DRAFT, MODELS, cached_path, resolve_model
-    from .serve.app import ServeSettings, create_app
-    from .serve.engine import DraftModel, Engine
-
-    sampling = sampling_config(args)
-    config = backend_config(args)
-    if args.max_queue < 0:
-        raise SpecpairError(f"--max-queue must be >= 0, got {args.max_queue}")
-    if args.max_tokens_cap < 1 or args.max_tokens > args.max_tokens_cap:
-        raise SpecpairError("--max-tokens must be between 1 and --max-tokens-cap")
-    spec = args.draft or "auto"
-    draft_model = None
-    if spec not in ("auto", "none", "ngram"):
-        check_pair(args.target, spec)  # exit 3 before any weights load
-        engine_name, path = resolve_model(spec)
-        draft_model = DraftModel(os.path.basename(path), engine_name, path,
-                                 os.path.getsize(path), lambda: load_backend(spec, config))
-    elif spec == "auto":  # auto may load the default draft, if it can win here
-        path = str(cached_path(MODELS[DEFAULT_DRAFT]))
-        draft_model = DraftModel(
-            os.path.basename(path), "gguf", path, MODELS[DEFAULT_DRAFT].size,
-            lambda: _checked_backend(args.target, DEFAULT_DRAFT, config))
-    target = load_backend(args.target, config)
-    engine_name, _ = resolve_model(args.target)
-    engine = Engine(target, engine=engine_name, config=config, max_queue=args.max_queue,
-                    draft_model=draft_model, ngram=(args.ngram_min, args.ngram_max),
-                    draft_p_min=args.draft_p_min)
-    settings = ServeSettings(
-        model=args.model_name or target.name,
-        draft=spec if spec in ("auto", "none", "ngram") else "model",
-        draft_tokens=args.draft_tokens, max_tokens_cap=args.max_tokens_cap,
-        default_max_tokens=args.max_tokens, api_key=args.api_key, sampling=sampling,
-        stop=tuple(args.stop))
-    app = create_app(engine, settings)
-    try:
-        loopback = ipaddress.ip_address(args.host).is_loopback
-    except ValueError:
-        loopback = args.host == "localhost"
-    if not loopback and not args.api_key:
-        print(f"specpair: warning: listening on {args.host} without --api-key: anyone who can "
-              "reach this port can use the model", file=sys.stderr)
-    print(f"specpair: serving {target.name} (drafter {settings.draft}) on "
-          f"http://{args.host}:{args.port}  (chat page: /, API: /v1, metrics: /metrics)",
-          file=sys.stderr)
-    server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port,
-                                           log_level="warning",
-                                           timeout_graceful_shutdown=args.shutdown_grace))
-    _serve_until_signalled(server)
-    engine.shutdown(cancel_after=args.shutdown_grace)  # cancels what is still decoding
-    print("specpair: stopped", file=sys.stderr)
-    return 0
-
-
-def _serve_until_signalled(server) -> None:
-    """Run uvicorn; SIGTERM or SIGINT stop it gracefully (no new connections, in-flight
-    requests get --shutdown-grace seconds). uvicorn's own handlers re-raise the signal after
-    shutting down, which would end the process with -15 instead of 0: ours do not."""
-    import contextlib
-    import signal
-
-    def stop(signum, frame) -> None:
-        server.should_exit = True
-
-    server.capture_signals = contextlib.nullcontext  # keep uvicorn from installing its own
-    previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        server.run()
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
-
-
-def _checked_backend(target: str, draft: str, config):
-    from .backends import load_backend
-    from .check import check_pair
-
-    check_pair(target, draft)
-    return load_backend(draft, config)
-
-
 def cmd_steer(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -678,7 +494,7 @@ def cmd_steer(args: argparse.Namespace) -> int:
             raise SpecpairError(f"--leniences are values in (0, 1), got {lenience}")
     for path in (args.json, args.markdown, args.plot):
         if path and path != "-":
-            _check_writable(path)
+            check_writable(path)
     sampling = sampling_config(args)
     config = backend_config(args)
     check_pair(args.target, args.draft)

@@ -2,7 +2,8 @@
 
 EXIT_OK = 0
 EXIT_BAD_INPUT = 2  # missing/corrupt file, bad option value, prompt too long for the context
-EXIT_INCOMPATIBLE = 3  # a draft/target pair whose tokenizers do not line up
+EXIT_INCOMPATIBLE = 3  # a pair that cannot be used (a draft that cannot produce text)
+EXIT_INTERRUPTED = 130  # Ctrl-C: the partial output and its statistics are still printed
 
 
 class SpecpairError(Exception):
