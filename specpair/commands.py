@@ -28,8 +28,16 @@ def _load_model_drafter(draft_spec: str, comparison, config, sampling, rng, *, p
 
     backend = load_backend(draft_spec, config)
     if comparison.verdict == TEXT_LEVEL:
-        from .crossvocab import TextDrafter
+        from .crossvocab import TLI_MIN_OVERLAP, TextDrafter, TLIDrafter
 
+        overlap = (comparison.shared_bytes or 0) / max(1, comparison.target.n_real)
+        if not sampling.greedy and overlap >= TLI_MIN_OVERLAP:
+            print(f"specpair: the tokenizers differ; sampling drafts by token-level "
+                  f"intersection over {comparison.shared_bytes:,} shared strings "
+                  f"({overlap:.0%} of the target's vocabulary)", file=sys.stderr)
+            return TLIDrafter(backend, target, sampling=sampling, rng=rng)
+        print(f"specpair: the tokenizers differ; drafting goes through text "
+              f"({comparison.shared_bytes or 0:,} strings shared)", file=sys.stderr)
         return TextDrafter(backend, target)
     drafter = ModelDrafter(backend, sampling=sampling, rng=rng, p_min=p_min)
     if comparison.verdict == REMAPPABLE:

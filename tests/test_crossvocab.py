@@ -153,3 +153,38 @@ def test_characters_split_across_tokens():
     plain = decode(SegBackend(target_pieces, walk), None, target.tokenize("a"), 12)
     spec = decode(target, drafter, target.tokenize("a"), 12)
     assert spec == plain
+
+
+def test_tli_sampled_keeps_the_targets_distribution_over_three_tokens():
+    """TLI: the draft's q restricted to shared strings (the single letters; its pairs have no
+    target token), renormalised, mapped to target ids, verified by rejection sampling."""
+    from specpair.crossvocab import TLIDrafter
+
+    rng = np.random.default_rng(11)
+    target_table = rng.normal(size=(5, 5))
+    draft_table = rng.normal(size=(len(PAIRS), len(PAIRS))) * 2
+    sampling = SamplingConfig(temperature=1.0, seed=2)
+    counts = Counter()
+    accepted = drafted = 0
+    n = 5000
+    for i in range(n):
+        target = SegBackend(LETTERS, target_table)
+        draft = SegBackend(PAIRS, draft_table)
+        drafter = TLIDrafter(draft, target, sampling=sampling, rng=np.random.default_rng(i),
+                             target_prompt=target.tokenize("ab"),
+                             draft_prompt=draft.tokenize("ab"))
+        assert drafter.shared == 5  # a..e; the pairs are strings the target does not have
+        out = []
+        for step in decode_steps(target, drafter, target.tokenize("ab"),
+                                 rng=np.random.default_rng(n + i),
+                                 config=DecodeConfig(max_tokens=3, draft_tokens=2,
+                                                     sampling=sampling)):
+            out += step.tokens
+            accepted += step.n_accepted
+            drafted += step.n_drafted
+        counts[tuple(out)] += 1
+    p = np.exp(target_table) / np.exp(target_table).sum(axis=1, keepdims=True)
+    keys = list(product(range(5), repeat=3))
+    expected = [p[1, a] * p[a, b] * p[b, c] * n for a, b, c in keys]
+    assert chisquare([counts[k] for k in keys], expected).pvalue > 1e-3
+    assert 0 < accepted < drafted
