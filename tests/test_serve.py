@@ -244,3 +244,20 @@ def test_the_chat_page_is_served_self_contained(server):
     page = httpx.get(url + "/").text
     assert "<script>" in page and "/v1/chat/completions" in page
     assert "http://" not in page and "https://" not in page  # no CDN, no external asset
+
+
+def test_a_chunked_body_is_size_checked_and_still_read():
+    app, _ = make_app(max_body_bytes=2000)
+    with running(app) as url:
+        def chunks(payload):
+            yield payload[:10]
+            yield payload[10:]
+
+        ok = json.dumps({"prompt": "abc", "max_tokens": 2}).encode()
+        r = httpx.post(url + "/v1/completions", content=chunks(ok),
+                       headers={"content-type": "application/json"})
+        assert r.status_code == 200 and r.json()["choices"][0]["text"] == "de"
+        big = json.dumps({"prompt": "a" * 5000}).encode()
+        r = httpx.post(url + "/v1/completions", content=chunks(big),
+                       headers={"content-type": "application/json"})
+        assert r.status_code == 413

@@ -99,13 +99,10 @@ def create_app(engine: Engine, settings: ServeSettings) -> FastAPI:
         length = request.headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > settings.max_body_bytes:
             return _error(413, f"request body over {settings.max_body_bytes} bytes")
-        if request.method == "POST" and length is None:  # chunked: count while reading
-            body = b""
-            async for part in request.stream():
-                body += part
-                if len(body) > settings.max_body_bytes:
-                    return _error(413, f"request body over {settings.max_body_bytes} bytes")
-            request._body = body  # starlette's own cache of the body
+        if request.method == "POST" and length is None:  # chunked: no length to check first
+            body = await request.body()  # starlette keeps it for the route
+            if len(body) > settings.max_body_bytes:
+                return _error(413, f"request body over {settings.max_body_bytes} bytes")
         return await call_next(request)
 
     # -- routes ---------------------------------------------------------------------------
