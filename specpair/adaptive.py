@@ -136,7 +136,8 @@ class AdaptiveDrafter:
             return
         used.drafted_tokens += step.n_drafted
         if not used.free:
-            per_token = step.draft_seconds / step.n_drafted
+            catch_up = min(getattr(used.drafter, "sync_seconds", 0.0), step.draft_seconds)
+            per_token = (step.draft_seconds - catch_up) / step.n_drafted
             w = 0.5 if used.seconds_per_token == 0 else 0.2
             used.seconds_per_token += w * (per_token - used.seconds_per_token)
             used.learn(step.judged, step.n_accepted, self._used_kind)

@@ -6,11 +6,24 @@ verification (a batch). Where the target's two best tokens are nearly tied, the 
 and the outputs part ways from there on. That is not a verification bug; a flip where the target
 was confident would be.
 
-NEAR_TIE_MARGIN: on Qwen2.5-Coder-1.5B Q4_K_M (2-core AVX2, llama-cpp-python 0.3.36) we measured
-how much the top-2 logit margin moves between single-token and batch evaluation over 150 story
-tokens: mean 0.09, 99th percentile 0.27-0.32, max 0.34 logits (batches of 5 and 8; batches of up
-to 3 matched single tokens exactly). A flip is a near-tie when the margin is below 0.5: above
-anything measured, and well below the margins of confident tokens (typically 1.5-8).
+NEAR_TIE_MARGIN, measured (scripts/near_tie_study.py, bench-out/near_tie.json): Qwen2.5-Coder-1.5B
+Q4_K_M, llama-cpp-python 0.3.36 built without AMX, 2 threads, on the project's 2-core AVX-512
+Xeon (Nov 2026). 1,901 positions of greedy output (story x3, edit x3, code x2 prompts, up to 250
+tokens each; 3 ended early at EOS, so short of the 2,000 asked) decoded one token at a time,
+then re-evaluated in windows of 2, 3, 4, 5 and 9 tokens (K = 1..4 and 8). The largest move of
+any of a position's ten best logits relative to its best one:
+    batch  mean   p99    p99.9  max
+      2    0.212  0.458  0.565  0.632
+      3    0.212  0.458  0.565  0.632
+      4    0.216  0.471  0.567  0.624
+      5    0.215  0.482  0.589  0.607
+      9    0.215  0.502  0.652  0.698
+On this CPU even batches of 2 use other kernels than single tokens (on the AVX2 EPYC machines
+batches of up to 3 matched exactly and the top-2 margin moved by at most 0.34 over 150 story
+tokens, which had set the threshold at 0.5). A token within NEAR_TIE_MARGIN = 1.0 logits of the
+target's best is a numerical near-tie: 1.4x the largest move measured, and below the margins of
+confident tokens (typically 1.5-8). The bench also reports the largest deficit it let pass and
+warns when one exceeds CLOSE_TO_THRESHOLD of the threshold (the study's p99.9).
 """
 
 from __future__ import annotations
@@ -22,10 +35,10 @@ import numpy as np
 
 from .backends import Backend, sync
 
-NEAR_TIE_MARGIN = 0.5
+NEAR_TIE_MARGIN = 1.0
 # A token whose deficit (the target's best logit minus its own) exceeds this share of the
 # threshold is reported: it passed, but by less than the measurement's headroom.
-CLOSE_TO_THRESHOLD = 0.6
+CLOSE_TO_THRESHOLD = 0.65
 _CHECK_CHUNK = 128  # rows of logits held at once by the every-token check (128 x 152k floats)
 
 

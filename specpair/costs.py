@@ -106,6 +106,9 @@ def prior_ratio(n: int) -> float:
     return 1.0 + 0.5 * (n - 1)
 
 
+MONOTONE_SLACK = 0.9
+
+
 class CostCurve:
     """The target's verify cost per batch size, learned online.
 
@@ -143,7 +146,10 @@ class CostCurve:
 
     def estimate(self) -> tuple[float, ...]:
         """Seconds for batches of 1..points; unmeasured points follow the prior's shape from the
-        nearest measured point below them."""
+        nearest measured point below them. A batch is taken to cost at least MONOTONE_SLACK of
+        any smaller batch: timings on a busy 2-core machine are noisy, and a batch of 4 that
+        once measured cheaper than a batch of 3 must not talk auto into drafting. (Real dips,
+        like llama.cpp's 16 against 12, are smaller than that slack.)"""
         if self.seconds[0] is None:
             return tuple(prior_ratio(n) for n in range(1, self.points + 1))  # in units of one
         out: list[float] = []
@@ -152,9 +158,10 @@ class CostCurve:
             n = i + 1
             if s is not None:
                 anchor_n, anchor_s = n, s
-                out.append(s)
+                value = s
             else:
-                out.append(anchor_s * prior_ratio(n) / prior_ratio(anchor_n))
+                value = anchor_s * prior_ratio(n) / prior_ratio(anchor_n)
+            out.append(max(value, MONOTONE_SLACK * max(out, default=0.0)))
         return tuple(out)
 
     def measured(self) -> dict[int, float]:

@@ -7,6 +7,7 @@ and is verified as if `q` were one-hot on its tokens.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -77,11 +78,16 @@ class ModelDrafter:
         self.p_min = p_min
         self._transform = None if sampling.greedy else make_transform(sampling)
         self._rng = rng
+        self.sync_seconds = 0.0  # the last propose's catch-up evaluation of the context
 
     def propose(self, context: Sequence[int], k: int) -> Draft:
         # The cache keeps what it shares with `context` (usually everything but the tokens the
-        # target rejected or added last round); only the difference is evaluated.
+        # target rejected or added last round); only the difference is evaluated. That catch-up
+        # can be long after rounds without this drafter: its time is kept apart (sync_seconds),
+        # so that a cost per drafted token is not inflated by it.
+        t0 = time.perf_counter()
         logits = sync(self.backend, context)[0]
+        self.sync_seconds = time.perf_counter() - t0
         tokens: list[int] = []
         qs: list[np.ndarray] = []
         for i in range(k):

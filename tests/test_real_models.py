@@ -15,9 +15,6 @@ from .conftest import STORY, _load
 
 pytestmark = pytest.mark.real
 
-# batches of 1-3 tokens: the largest top-2 margin at which a self-draft was rejected, 0.1
-# (AVX-512 Xeon), with headroom; batches of 4 or more move logits far more (agreement.py)
-TIGHT_TIE = 0.15
 
 
 def greedy(target, drafter, prompt, max_tokens, k=4):
@@ -91,8 +88,9 @@ def test_target_drafting_for_itself_rejects_only_at_tight_near_ties_at_k2(target
     llama.cpp kernels as single tokens and a self-draft accepted exactly 1.0. On an AVX-512 Xeon
     (this project's machines since Nov 2026) they do not, bit for bit: a self-draft there was
     rejected 3 times in 150 story tokens at K = 2 and 4 times at K = 1, each where the target's
-    top two logits were within 0.025-0.1 of each other. So: acceptance 1.0 wherever the
-    kernels agree, and otherwise every rejection at such a tight near-tie (not the 0.5 rule)."""
+    top two logits were within 0.025-0.1 of each other, and scripts/near_tie_study.py measured
+    batches of 2-3 moving logits by up to 0.63 there (agreement.py). So: every rejection at a
+    near-tie, and acceptance of at least 0.9 (1.0 wherever the kernels agree bit for bit)."""
     prompt = encode_prompt(target, STORY, chat=True)
     committed, rejected_at = list(prompt), []
     stats = DecodeStats()
@@ -105,7 +103,7 @@ def test_target_drafting_for_itself_rejects_only_at_tight_near_ties_at_k2(target
         committed += step.tokens
     assert stats.drafted >= 40
     margins = [top2_margin(sync(target, c)[0]) for c in rejected_at]
-    assert all(m < TIGHT_TIE for m in margins), margins
+    assert all(m < NEAR_TIE_MARGIN for m in margins), margins
     assert stats.acceptance_rate >= 0.9, stats.summary()
 
 
