@@ -8,7 +8,7 @@ and the largest move of any of the ten best logits relative to the best one.
 
     python scripts/near_tie_study.py --suites story:3 edit:3 code:2 -n 250 --batches 2 3 4 5 9
 
-(SUITE:N takes the first N prompts of a suite.)
+(SUITE:N takes the first N prompts of a suite; SUITE:A-B prompts A to B-1.)
 
 Prints, per batch size, the mean, 99th and 99.9th percentile and maximum of both, over all
 positions of all prompts.
@@ -81,9 +81,11 @@ def main() -> int:
     moved: dict[int, list[np.ndarray]] = {b: [] for b in sizes}
     total = 0
     for suite in args.suites:
-        n_prompts = args.prompts if ":" not in suite else int(suite.split(":")[1])
+        # SUITE:N takes the first N prompts; SUITE:A-B prompts A..B-1 (a top-up run)
+        spec = suite.split(":")[1] if ":" in suite else str(args.prompts)
+        lo, hi = (int(x) for x in spec.split("-")) if "-" in spec else (0, int(spec))
         suite = suite.split(":")[0]
-        for prompt in load_suite(suite)[:n_prompts]:
+        for prompt in load_suite(suite)[lo:hi]:
             tokens = encode_prompt(target, prompt.text, chat=prompt.chat)
             result = study(target, tokens, args.n, sizes)
             total += len(result[sizes[0]])

@@ -160,3 +160,22 @@ def test_a_broken_chat_template_is_a_one_line_error(draft, monkeypatch):
     monkeypatch.setattr(draft, "_chat_template", "{% if messages %}{{ messages[0]['content'] ")
     with pytest.raises(SpecpairError, match="chat template is broken"):
         draft.chat_prompt("hi")
+
+
+def test_a_draft_with_its_own_system_prompt_changes_nothing_under_exact_verification(
+        target, draft):
+    """The 0.5B drafts as a pirate (its own system prompt); the 1.5B's greedy output is its
+    own, token for token up to the near-tie rule."""
+    from specpair.drafters import SystemPromptDrafter
+
+    user = "Tell me about your favourite place to visit."
+    prompt = encode_prompt(target, user, chat=True)
+    draft_prompt = encode_prompt(target, [{"role": "system", "content": "Answer like a "
+                                           "pirate."}, {"role": "user", "content": user}],
+                                 chat=True)
+    pirate = SystemPromptDrafter(model_drafter(draft), target_prompt_len=len(prompt),
+                                 draft_prompt=draft_prompt)
+    spec, stats = greedy(target, pirate, prompt, 32, k=3)
+    assert stats.drafted > 0
+    check = check_tokens(target, prompt, spec)
+    assert check.ok, check.describe()
