@@ -350,19 +350,25 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     render.print_report(result, stderr_console() if args.json == "-" else Console())
-    if args.json:
-        text = json.dumps(result, indent=2)
-        if args.json == "-":
-            print(text)
-        else:
-            with open(args.json, "w") as f:
-                f.write(text + "\n")
+    write_json(result, args.json)
     if args.markdown:
         with open(args.markdown, "w") as f:
             f.write(render.markdown(result))
     if args.plot:
         render.plot(result, args.plot)
     return 0
+
+
+def write_json(report: dict, path: str | None) -> None:
+    """--json FILE: the report as JSON, to FILE or (for "-") to stdout."""
+    if not path:
+        return
+    text = json.dumps(report, indent=2)
+    if path == "-":
+        print(text)
+    else:
+        with open(path, "w") as f:
+            f.write(text + "\n")
 
 
 def check_writable(path: str) -> None:
@@ -527,11 +533,5 @@ def cmd_steer(args: argparse.Namespace) -> int:
             f.write(text)
     if args.plot:
         plot(report, args.plot)
-    if args.json:
-        blob = json.dumps(report, indent=2)
-        if args.json == "-":
-            print(blob)
-        else:
-            with open(args.json, "w") as f:
-                f.write(blob + "\n")
+    write_json(report, args.json)
     return 0

@@ -13,7 +13,7 @@ def bench_endpoints(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-    from ..commands import check_writable
+    from ..commands import check_writable, write_json
     from ..console import stderr_console
     from ..suites import load_suite
     from .endpoint import Endpoint, print_report, run
@@ -37,13 +37,7 @@ def bench_endpoints(args: argparse.Namespace) -> int:
                      concurrency=args.concurrency, advance=lambda n: progress.advance(task, n))
     report["suite"] = args.suite
     print_report(report, stderr_console() if args.json == "-" else Console())
-    if args.json:
-        text = json.dumps(report, indent=2)
-        if args.json == "-":
-            print(text)
-        else:
-            with open(args.json, "w") as f:
-                f.write(text + "\n")
+    write_json(report, args.json)
     return 0
 
 
