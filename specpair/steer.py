@@ -159,6 +159,12 @@ def _summarize(rows, p, q, **about) -> dict:
         table.append(entry)
     exact = next(e for e in table if e["setting"].startswith("exact"))
     lossy = [e for e in table if not e["exact"]]
+    if all(not any(row["rates"]) for row in rows.values()):
+        return {"about": about | {"sampling": vars(about["sampling"])}, "table": table,
+                "detectable_shift": None,
+                "verdict": "The trait never appeared in any setting: this run cannot tell "
+                           "steering apart; use a trait the draft's prompt actually produces, "
+                           "more samples or longer outputs"}
     if exact["p_value_vs_plain"] >= 0.05:
         verdict = (f"At L = 1 no detectable steering (p = {exact['p_value_vs_plain']:.2f}; with "
                    f"{n} samples per setting the test detects a shift of "

@@ -146,3 +146,14 @@ def test_lossy_flag_is_on_every_output(capsys, monkeypatch):
     assert out["exact"] is False and out["acceptance"]["lenience"] == 0.5
     assert main(["generate", "abc", "--draft", "none", "-n", "3", "--accept", "typical"]) == 0
     assert "LOSSY" in capsys.readouterr().err
+
+
+def test_a_trait_that_never_appears_gets_an_honest_verdict():
+    from specpair.steer import run_study
+
+    table = np.zeros((26, 26))
+    report = run_study(ToyBackend(table), ToyBackend(table), user="abc", draft_system="zz",
+                       trait="re:q{5}", samples=3, max_tokens=4,
+                       sampling=SamplingConfig(temperature=1.0, seed=0), k=2,
+                       leniences=(0.5,), typical=False)
+    assert "never appeared" in report["verdict"] and report["detectable_shift"] is None
