@@ -31,7 +31,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     spec = args.draft or "auto"
     draft_model = None
     if spec not in ("auto", "none", "ngram"):
-        check_pair(args.target, spec)  # exit 3 before any weights load
+        from ..check import TEXT_LEVEL
+
+        if check_pair(args.target, spec).verdict == TEXT_LEVEL:  # before any weights load
+            raise SpecpairError(f"serve does not draft through text yet: {spec}'s tokenizer "
+                                "differs from the target's; use a draft of the target's family, "
+                                "or `specpair generate`/`bench`, which do")
         engine_name, path = resolve_model(spec)
         draft_model = DraftModel(os.path.basename(path), engine_name, path,
                                  os.path.getsize(path), lambda: load_backend(spec, config))
