@@ -24,7 +24,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .backends import Backend, sync
+from .backends import Backend, common_prefix, sync
 from .drafters import Draft
 
 # Under sampling, TLI accepts more than text-level matching when the vocabularies overlap
@@ -94,11 +94,7 @@ class TextDrafter:
     def _sync_text(self, data: bytes) -> None:
         """Make self._tokens the draft's tokens for `data` (whole characters only),
         re-tokenizing only from a token boundary LOOKBEHIND_BYTES before the first change."""
-        common = 0
-        for a, b in zip(self._text, data):
-            if a != b:
-                break
-            common += 1
+        common = common_prefix(self._text, data)
         keep = 0
         while keep < len(self._ends) and self._ends[keep] <= common - LOOKBEHIND_BYTES:
             keep += 1
@@ -131,15 +127,19 @@ class TextDrafter:
             return None, None
         return tokens, ends
 
-    # -- the protocol -----------------------------------------------------------------------
-    def propose(self, context: Sequence[int], k: int) -> Draft:
+    def _follow(self, context: Sequence[int]) -> bytes:
+        """Bring the draft's tokens up to the target's context (whole characters); return the
+        bytes of a character the target has only begun."""
         t0 = time.perf_counter()
         data = self._continuation(context)
         whole = complete_utf8(data)
         self._sync_text(data[:whole])
-        pending = data[whole:]  # a character the target has only begun
         self.translate_seconds += time.perf_counter() - t0
+        return data[whole:]
 
+    # -- the protocol -----------------------------------------------------------------------
+    def propose(self, context: Sequence[int], k: int) -> Draft:
+        pending = self._follow(context)
         logits = sync(self.draft, self._prompt + self._tokens)[0]
         generated: list[int] = []
         ended = False
@@ -209,12 +209,7 @@ class TLIDrafter(TextDrafter):
     def propose(self, context: Sequence[int], k: int) -> Draft:
         from .sampling import sample
 
-        t0 = time.perf_counter()
-        data = self._continuation(context)
-        whole = complete_utf8(data)
-        self._sync_text(data[:whole])
-        self.translate_seconds += time.perf_counter() - t0
-        if whole != len(data) or not self.shared:
+        if self._follow(context) or not self.shared:
             return Draft([])  # the target has begun a character: no whole token to propose
         logits = sync(self.draft, self._prompt + self._tokens)[0]
         tokens: list[int] = []

@@ -90,6 +90,16 @@ def check_rewind(n_past: int, n_cached: int) -> None:
         raise ValueError(f"cannot rewind to {n_past}: the cache holds {n_cached}")
 
 
+def common_prefix(a: Sequence, b: Sequence) -> int:
+    """How many leading items two sequences share (token ids, or bytes)."""
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
 def sync(backend: Backend, tokens: Sequence[int]) -> np.ndarray:
     """Bring the cache to exactly `tokens` and return the logits after the last one [1, V].
 
@@ -98,12 +108,7 @@ def sync(backend: Backend, tokens: Sequence[int]) -> np.ndarray:
     """
     if not tokens:
         raise SpecpairError("the prompt is empty: give at least one token of text")
-    cached = backend.tokens
-    n_common = 0
-    for a, b in zip(cached, tokens[:-1]):
-        if a != b:
-            break
-        n_common += 1
+    n_common = common_prefix(backend.tokens, tokens[:-1])
     backend.rewind(n_common)
     return backend.eval(tokens[n_common:], all_logits=False)
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..backends import Backend, BackendConfig
+from ..backends import Backend, BackendConfig, common_prefix
 from ..decode import DecodeConfig, generate_text
 from ..drafters import Draft, Drafter, ModelDrafter, NgramDrafter
 from ..errors import SpecpairError
@@ -182,7 +182,7 @@ class Engine:
             drafter, plan_ = self._drafter(request, rng)
             stats.setup_seconds = time.perf_counter() - t0
             job.drafter_name = getattr(drafter, "name", "none")
-            job.reused_tokens = _common_prefix(self.target.tokens, request.prompt[:-1])
+            job.reused_tokens = common_prefix(self.target.tokens, request.prompt[:-1])
             pieces = _Provenance(self.target)
             for text, step in generate_text(self.target, drafter, request.prompt,
                                             config=request.decode, rng=rng, stats=stats):
@@ -226,15 +226,6 @@ class _Provenance:
             if tokens:
                 out.append((text, from_draft, len(tokens)))
         return out
-
-
-def _common_prefix(a: list[int], b: list[int]) -> int:
-    n = 0
-    for x, y in zip(a, b):
-        if x != y:
-            break
-        n += 1
-    return n
 
 
 __all__ = ["DRAFTS", "Draft", "Engine", "Job", "QueueFull", "Request"]
