@@ -10,6 +10,10 @@ import sys
 from . import __version__
 from .errors import EXIT_INTERRUPTED, SpecpairError
 
+# steer.py's defaults, spelled here so that --help stays fast (steer imports scipy)
+STEER_SYSTEM = "You are a pirate. Start every sentence with 'Arr,' and call the user 'matey'."
+STEER_LENIENCES = (0.1, 1e-5, 1e-10)
+
 
 def _add_model_options(p: argparse.ArgumentParser, *, draft_default: str) -> None:
     from .drafters import DEFAULT_DRAFT_P_MIN, DEFAULT_NGRAM_MAX, DEFAULT_NGRAM_MIN
@@ -278,8 +282,9 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--target", default=DEFAULT_TARGET, metavar="MODEL")
     st.add_argument("--draft", default=DEFAULT_DRAFT, metavar="MODEL",
                     help="a model draft (a fine-tuned one works too)")
-    st.add_argument("--draft-system", default="Answer like a pirate.", metavar="TEXT",
-                    help="the draft's own system prompt (default: 'Answer like a pirate.')")
+    st.add_argument("--draft-system", default=STEER_SYSTEM, metavar="TEXT",
+                    help="the draft's own system prompt (default: %(default)r; a bare 'Answer "
+                         "like a pirate.' leaves Qwen2.5-Coder-0.5B talking plainly)")
     st.add_argument("--prompt", default="Tell me about your favourite place to visit.",
                     metavar="TEXT", help="the user's message, as the target sees it")
     st.add_argument("--trait", default="pirate", metavar="TRAIT",
@@ -290,9 +295,15 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--max-tokens", "-n", type=int, default=128, metavar="N",
                     help="tokens per output (default 128)")
     st.add_argument("--leniences", dest="lenience_values", type=float, nargs="+",
-                    default=[0.7, 0.5, 0.3], metavar="L", help="lossy settings besides L = 1 "
-                    "(default 0.7 0.5 0.3)")
+                    default=list(STEER_LENIENCES), metavar="L",
+                    help="lossy settings besides L = 1 (default 0.1 1e-5 1e-10: lenience passes "
+                         "a draft token x with min(1, p(x)/(L q(x))), so words the target finds "
+                         "unlikely need tiny L)")
     st.add_argument("--no-typical", action="store_true", help="leave out typical acceptance")
+    st.add_argument("--samples-file", metavar="PATH",
+                    help="append every sample (its text, tokens, time, acceptance) to PATH as "
+                         "JSON lines as it finishes; rerunning with the same PATH and options "
+                         "goes on where a stopped run left off, and more --samples extends it")
     st.add_argument("--draft-tokens", "-k", type=int, default=4, metavar="K")
     _add_sampling_options(st)
     st.set_defaults(temperature=0.8)

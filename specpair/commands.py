@@ -496,17 +496,17 @@ def cmd_models(args: argparse.Namespace) -> int:
 def cmd_steer(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from . import steer
     from .backends import load_backend
     from .check import check_pair
     from .console import stderr_console
-    from .steer import markdown, plot, run_study, settings_for
 
     if args.samples < 2 or args.max_tokens < 1:
         raise SpecpairError("--samples must be >= 2 and --max-tokens >= 1")
     for lenience in args.lenience_values:
         if not 0 < lenience < 1:
             raise SpecpairError(f"--leniences are values in (0, 1), got {lenience}")
-    for path in (args.json, args.markdown, args.plot):
+    for path in (args.json, args.markdown, args.plot, args.samples_file):
         if path and path != "-":
             check_writable(path)
     sampling = sampling_config(args)
@@ -514,24 +514,43 @@ def cmd_steer(args: argparse.Namespace) -> int:
     check_pair(args.target, args.draft)
     target = load_backend(args.target, config)
     draft = load_backend(args.draft, config)
-    n_settings = len(settings_for(args.lenience_values, not args.no_typical))
+    n_settings = len(steer.settings_for(args.lenience_values, not args.no_typical))
+    records: list[dict] = []
+    on_record = lambda r: None  # noqa: E731
+    if args.samples_file:
+        header = steer.study_header(target=target.name, draft=draft.name, user=args.prompt,
+                                    draft_system=args.draft_system,
+                                    max_tokens=args.max_tokens, k=args.draft_tokens,
+                                    sampling=sampling)
+        records = steer.load_samples(args.samples_file, header)
+        on_record = lambda r: steer.append_sample(args.samples_file, r)  # noqa: E731
+        if records:
+            stderr_console().print(f"steer: {len(records)} samples already in "
+                                   f"{args.samples_file}; going on from there")
     progress = Progress(TextColumn("steer"), BarColumn(), MofNCompleteColumn(),
                         TextColumn("samples"), TimeElapsedColumn(), console=stderr_console(),
                         transient=True)
-    with progress:
-        task = progress.add_task("steer", total=n_settings * args.samples)
-        report = run_study(target, draft, user=args.prompt, draft_system=args.draft_system,
-                           trait=args.trait, samples=args.samples, max_tokens=args.max_tokens,
-                           sampling=sampling, k=args.draft_tokens,
-                           leniences=args.lenience_values, typical=not args.no_typical,
-                           advance=lambda n: progress.advance(task, n))
+    try:
+        with progress:
+            task = progress.add_task("steer", total=n_settings * args.samples)
+            report = steer.run_study(
+                target, draft, user=args.prompt, draft_system=args.draft_system,
+                trait=args.trait, samples=args.samples, max_tokens=args.max_tokens,
+                sampling=sampling, k=args.draft_tokens, leniences=args.lenience_values,
+                typical=not args.no_typical, records=records, on_record=on_record,
+                advance=lambda n: progress.advance(task, n))
+    except KeyboardInterrupt:
+        if args.samples_file:
+            stderr_console().print(f"steer: {len(records)} samples kept in "
+                                   f"{args.samples_file}; rerun the same command to go on")
+        raise
     report["about"] |= {"target": target.name, "draft": draft.name}
-    text = markdown(report)
+    text = steer.markdown(report)
     print(text)
     if args.markdown:
         with open(args.markdown, "w") as f:
             f.write(text)
     if args.plot:
-        plot(report, args.plot)
+        steer.plot(report, args.plot)
     write_json(report, args.json)
     return 0

@@ -12,9 +12,12 @@ speed.
 
 from __future__ import annotations
 
+import json
 import math
+import os
 import re
 import time
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -31,7 +34,11 @@ from .prompt import encode_prompt
 from .sampling import SamplingConfig, make_transform
 from .stats import DecodeStats
 
-DEFAULT_LENIENCES = (0.7, 0.5, 0.3)
+# a practical value, then far below it: a draft's favourite words can have target probabilities
+# of 1e-11 (the pirate study's first token), and lenience passes x only with min(1, p/(L q))
+DEFAULT_LENIENCES = (0.1, 1e-5, 1e-10)
+PIRATE_SYSTEM = "You are a pirate. Start every sentence with 'Arr,' and call the user 'matey'."
+
 PIRATE_WORDS = ("arr", "arrr", "ahoy", "matey", "mateys", "ye", "yer", "aye", "me hearty",
                 "hearties", "landlubber", "scallywag", "booty", "treasure", "plunder", "sea",
                 "ship", "captain", "shiver", "timbers", "avast", "grog", "buccaneer", "pirate")
@@ -90,10 +97,69 @@ def first_token_tv(p: np.ndarray, q: np.ndarray, rule: AcceptanceRule | None) ->
     return float(0.5 * np.abs(out - p).sum())
 
 
+def study_header(*, target: str, draft: str, user: str, draft_system: str, max_tokens: int,
+                 k: int, sampling: SamplingConfig) -> dict:
+    """What a samples file's records depend on: a rerun continues a file only when these match
+    (the trait is counted from the stored text, so it may change between runs)."""
+    return {"target": target, "draft": draft, "user": user, "draft_system": draft_system,
+            "max_tokens": max_tokens, "draft_tokens": k, "sampling": vars(sampling)}
+
+
+def load_samples(path: str, header: dict) -> list[dict]:
+    """The samples a stopped study left in `path` (JSON lines: the header, then one record per
+    sample). A new file gets the header. A file from another study is refused rather than mixed
+    in; a last line cut short by a kill is dropped."""
+    if not os.path.exists(path) or os.path.getsize(path) == 0:
+        with open(path, "w") as f:
+            f.write(json.dumps({"study": header}) + "\n")
+        return []
+    with open(path) as f:
+        lines = f.read().splitlines()
+    try:
+        theirs = json.loads(lines[0])["study"]
+    except (json.JSONDecodeError, KeyError, TypeError, IndexError):
+        raise SpecpairError(f"{path} is not a steer samples file: give another "
+                            "--samples-file") from None
+    if theirs != header:
+        changed = sorted(k for k in header.keys() | theirs.keys()
+                         if header.get(k) != theirs.get(k))
+        raise SpecpairError(f"{path} holds samples of another study (differs in "
+                            f"{', '.join(changed)}): give another --samples-file, or the "
+                            "same options as the run that wrote it")
+    records = []
+    for n, line in enumerate(lines[1:], start=2):
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            if n != len(lines):
+                raise SpecpairError(f"{path}: line {n} is corrupt; remove it to go "
+                                    "on") from None
+            with open(path, "w") as f:  # drop the torn last line so appends stay valid
+                f.write("\n".join(lines[:-1]) + "\n")
+    return records
+
+
+def append_sample(path: str, record: dict) -> None:
+    with open(path, "a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def _seed(sampling: SamplingConfig, setting: str, i: int) -> np.random.Generator:
+    # one independent stream per (setting, sample): adding a setting or samples later
+    # leaves the samples already taken valid
+    return np.random.default_rng([sampling.seed or 0, zlib.crc32(setting.encode()), i])
+
+
 def run_study(target: Backend, draft: Backend, *, user: str, draft_system: str, trait: str,
               samples: int, max_tokens: int, sampling: SamplingConfig, k: int,
               leniences: Sequence[float] = DEFAULT_LENIENCES, typical: bool = True,
+              records: list[dict] | None = None,
+              on_record: Callable[[dict], None] = lambda r: None,
               advance: Callable[[int], None] = lambda n: None) -> dict:
+    """Samples `samples` outputs per setting, the settings interleaved (sample i of every
+    setting, then sample i + 1), so that speed ratios are measured side by side and a stopped
+    study has the same number of samples in every setting. `records` holds samples already
+    taken (a stopped run's file): they are kept, not redone; each new one goes to `on_record`."""
     if sampling.greedy:
         raise SpecpairError("steer measures distributions: give --temperature > 0")
     count = trait_counter(trait)
@@ -104,12 +170,14 @@ def run_study(target: Backend, draft: Backend, *, user: str, draft_system: str, 
     p = transform(sync(target, prompt)[0])
     q = transform(sync(draft, draft_prompt)[0])
     settings = settings_for(leniences, typical)
-    rows: dict[str, dict] = {}
-    for setting in settings:
-        rates, tps, stats_all = [], [], DecodeStats()
-        examples = []
-        for i in range(samples):
-            rng = np.random.default_rng((sampling.seed or 0) * 100_003 + i)
+    records = records if records is not None else []
+    done = {(r["setting"], r["i"]) for r in records}
+    for i in range(samples):
+        for setting in settings:
+            advance(1)
+            if (setting.name, i) in done:
+                continue
+            rng = _seed(sampling, setting.name, i)
             drafter = None
             if setting.rule is not None:
                 drafter = SystemPromptDrafter(
@@ -121,17 +189,28 @@ def run_study(target: Backend, draft: Backend, *, user: str, draft_system: str, 
             t0 = time.perf_counter()
             text = "".join(chunk for chunk, _ in generate_text(
                 target, drafter, prompt, config=config, rng=rng, stats=stats))
-            elapsed = time.perf_counter() - t0
-            rates.append(count(text))
-            tps.append(stats.new_tokens / elapsed if elapsed else 0.0)
-            stats_all.merge(stats)
-            if i < 2:
-                examples.append(text[:300])
-            advance(1)
-        rows[setting.name] = {"rates": rates, "tps": tps, "stats": stats_all,
-                              "examples": examples, "setting": setting}
+            record = {"setting": setting.name, "i": i, "text": text,
+                      "tokens": stats.new_tokens, "seconds": time.perf_counter() - t0,
+                      "drafted": stats.drafted, "accepted": stats.accepted}
+            records.append(record)
+            on_record(record)
+    rows = {}
+    for setting in settings:
+        mine = sorted((r for r in records if r["setting"] == setting.name and r["i"] < samples),
+                      key=lambda r: r["i"])
+        rows[setting.name] = {
+            "rates": [count(r["text"]) for r in mine],
+            "seconds": [r["seconds"] for r in mine], "tokens": [r["tokens"] for r in mine],
+            "drafted": sum(r["drafted"] for r in mine),
+            "accepted": sum(r["accepted"] for r in mine),
+            "examples": [r["text"][:300] for r in mine[:2]], "setting": setting}
     return _summarize(rows, p, q, samples=samples, max_tokens=max_tokens, trait=trait,
                       draft_system=draft_system, user=user, sampling=sampling)
+
+
+def _tps(row: dict) -> float:
+    # all tokens over all time: outputs that stop early at EOS weigh by their length
+    return sum(row["tokens"]) / sum(row["seconds"]) if sum(row["seconds"]) else 0.0
 
 
 def _summarize(rows, p, q, **about) -> dict:
@@ -146,9 +225,10 @@ def _summarize(rows, p, q, **about) -> dict:
         entry = {"setting": name, "lenience": row["setting"].lenience,
                  "exact": row["setting"].rule is None or row["setting"].rule.exact,
                  "trait_mean": s.mean, "trait_ci95": [s.ci_low, s.ci_high],
-                 "tokens_per_second": float(np.mean(row["tps"])),
-                 "speed_vs_plain": float(np.mean(row["tps"]) / np.mean(plain["tps"])),
-                 "acceptance_rate": row["stats"].acceptance_rate if row["stats"].drafted
+                 "tokens_per_second": _tps(row),
+                 "mean_tokens": float(np.mean(row["tokens"])),
+                 "speed_vs_plain": _tps(row) / _tps(plain) if _tps(plain) else 0.0,
+                 "acceptance_rate": row["accepted"] / row["drafted"] if row["drafted"]
                  else None,
                  "first_token_tv": first_token_tv(p, q, row["setting"].rule),
                  "examples": row["examples"]}
@@ -188,7 +268,7 @@ def markdown(report: dict) -> str:
              f"\"{a['draft_system']}\", {a['samples']} samples x {a['max_tokens']} tokens, "
              f"temperature {a['sampling']['temperature']}", "",
              "| setting | exact | trait per 100 words [95% CI] | vs plain (p) | first-token TV "
-             "| acceptance | speed vs plain |", "|---|---|---|---|---|---|---|"]
+             "| acceptance | mean length | speed vs plain |", "|---|---|---|---|---|---|---|---|"]
     for e in report["table"]:
         lo, hi = e["trait_ci95"]
         ci = "n/a" if math.isnan(lo) else f"[{lo:.2f}, {hi:.2f}]"
@@ -197,7 +277,7 @@ def markdown(report: dict) -> str:
         acc = "-" if e["acceptance_rate"] is None else f"{e['acceptance_rate']:.1%}"
         lines.append(f"| {e['setting']} | {'yes' if e['exact'] else '**no (lossy)**'} | "
                      f"{e['trait_mean']:.2f} {ci} | {vs} | {e['first_token_tv']:.3f} | {acc} | "
-                     f"{e['speed_vs_plain']:.2f}x |")
+                     f"{e['mean_tokens']:.0f} | {e['speed_vs_plain']:.2f}x |")
     return "\n".join(lines + ["", f"**{report['verdict']}**", ""])
 
 
@@ -219,6 +299,8 @@ def plot(report: dict, path: str) -> None:
     plain = next(e for e in report["table"] if e["setting"] == "plain")
     left.axhline(plain["trait_mean"], color="C0", linestyle=":", label="plain sampling")
     left.set(xlabel="lenience L (1 = exact)", ylabel="trait per 100 words")
+    if min(x) < 0.01:  # the study spans decades: L = 1e-10 passes what 0.1 stops
+        left.set_xscale("log")
     left.invert_xaxis()
     right = left.twinx()
     right.plot(x, [e["speed_vs_plain"] for e in rows], marker="s", color="C1",

@@ -157,3 +157,59 @@ def test_a_trait_that_never_appears_gets_an_honest_verdict():
                        sampling=SamplingConfig(temperature=1.0, seed=0), k=2,
                        leniences=(0.5,), typical=False)
     assert "never appeared" in report["verdict"] and report["detectable_shift"] is None
+
+
+def test_a_stopped_study_goes_on_from_its_samples_file(tmp_path):
+    """A 2-hour study must survive Ctrl-C: samples already in the file are kept, not redone,
+    the settings are interleaved (a stopped study is balanced), and a file from another study
+    or a torn last line is handled instead of mixed in."""
+    from specpair.steer import append_sample, load_samples, run_study, study_header
+
+    table = np.zeros((26, 26))
+    table[:, 25] = 2.0
+    sampling = SamplingConfig(temperature=1.0, seed=5)
+    header = study_header(target="t", draft="d", user="abc", draft_system="zz", max_tokens=6,
+                          k=2, sampling=sampling)
+    path = str(tmp_path / "samples.jsonl")
+    kw = dict(user="abc", draft_system="zz", trait="re:z", max_tokens=6, sampling=sampling, k=2,
+              leniences=(0.5,), typical=False)
+
+    records = load_samples(path, header)
+    taken = []
+
+    def keep(r):
+        taken.append(r)
+        append_sample(path, r)
+
+    run_study(ToyBackend(table), ToyBackend(table), samples=2, records=records,
+              on_record=keep, **kw)
+    assert [(r["i"], r["setting"]) for r in taken] == [
+        (0, "plain"), (0, "exact (L=1)"), (0, "L=0.5"), (1, "plain"), (1, "exact (L=1)"),
+        (1, "L=0.5")]
+    with open(path, "a") as f:
+        f.write('{"setting": "plain", "i": 2, "te')  # killed mid-write
+    records = load_samples(path, header)
+    assert len(records) == 6  # the torn line is dropped, the rest kept
+    taken.clear()
+    report = run_study(ToyBackend(table), ToyBackend(table), samples=3, records=records,
+                       on_record=keep, **kw)
+    assert [r["i"] for r in taken] == [2, 2, 2]  # only the new samples ran
+    assert len(load_samples(path, header)) == 9
+    assert all(len(e["examples"]) == 2 for e in report["table"])
+    # resuming is deterministic: the same seeds give the same texts as a fresh run
+    fresh = []
+    run_study(ToyBackend(table), ToyBackend(table), samples=3, on_record=fresh.append, **kw)
+    assert sorted((r["setting"], r["i"], r["text"]) for r in fresh) == sorted(
+        (r["setting"], r["i"], r["text"]) for r in load_samples(path, header))
+
+    other = study_header(target="t", draft="d", user="abc", draft_system="yy", max_tokens=6,
+                         k=2, sampling=sampling)
+    with pytest.raises(SpecpairError, match="another study.*draft_system"):
+        load_samples(path, other)
+
+
+def test_steer_cli_defaults_are_the_study_defaults():
+    from specpair import cli, steer
+
+    assert cli.STEER_SYSTEM == steer.PIRATE_SYSTEM
+    assert cli.STEER_LENIENCES == steer.DEFAULT_LENIENCES
