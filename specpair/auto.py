@@ -43,6 +43,8 @@ class AutoPlan:
     setup_seconds: float = 0.0
     target_key: str = ""
     kind: str = ""
+    # drafter name -> (engine, path) of each paid drafter: where its cost per token is stored
+    draft_engines: dict[str, tuple[str, str]] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return {"notes": self.notes, "setup_seconds": self.setup_seconds, "kind": self.kind,
@@ -90,6 +92,7 @@ def plan(target: Backend, engine: str, config: BackendConfig, *, ngram: Drafter 
                      "while decoding (no extra work), stored for next time; `specpair advise` "
                      "measures everything at once")
     candidates: list[Candidate] = []
+    engines: dict[str, tuple[str, str]] = {}
     if ngram is not None:
         prior = stored.get(_prior_key(target_key, ngram.name, kind)) or []
         candidates.append(Candidate.with_prior(ngram, free=True, prior=prior, max_k=max_k))
@@ -97,6 +100,7 @@ def plan(target: Backend, engine: str, config: BackendConfig, *, ngram: Drafter 
         per_token = 0.0
         if forced_engine is not None:
             per_token = stored.get(costs.cost_key("draft", *forced_engine, config)) or 0.0
+            engines[forced.name] = forced_engine
         prior = stored.get(_prior_key(target_key, forced.name, kind)) or []
         candidates.append(Candidate.with_prior(forced, free=False, prior=prior, max_k=max_k,
                                                seconds_per_token=per_token))
@@ -132,9 +136,10 @@ def plan(target: Backend, engine: str, config: BackendConfig, *, ngram: Drafter 
         prior = stored.get(_prior_key(target_key, drafter.name, kind)) or []
         candidates.append(Candidate.with_prior(drafter, free=False, prior=prior, max_k=max_k,
                                                seconds_per_token=per_token))
+        engines[drafter.name] = (option.engine, option.path)
         notes.append(f"{name}: loaded (it can win here: up to {best:.2f}x at 100% acceptance)")
     adaptive = AdaptiveDrafter(candidates, curve, max_k=max_k)
-    return AutoPlan(adaptive, notes, time.perf_counter() - t0, target_key, kind)
+    return AutoPlan(adaptive, notes, time.perf_counter() - t0, target_key, kind, engines)
 
 
 def _size_ratio(draft_size: int, target_path: str) -> float:
@@ -144,10 +149,10 @@ def _size_ratio(draft_size: int, target_path: str) -> float:
         return 1.0
 
 
-def remember(plan_: AutoPlan, *, config: BackendConfig,
-             draft_engines: dict[str, tuple[str, str]] | None = None) -> bool:
-    """Store the verify curve and acceptance learned by this run. `draft_engines` maps a
-    drafter's name to (engine, path), for its cost per token."""
+def remember(plan_: AutoPlan, *, config: BackendConfig) -> bool:
+    """Store the verify curve and acceptance learned by this run, and each paid drafter's
+    cost per token (a text-level draft's translation included: it is part of its drafting)."""
+    draft_engines = plan_.draft_engines
     drafter = plan_.drafter
     curve = drafter.curve
     updates: dict = {}

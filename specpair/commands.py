@@ -8,7 +8,7 @@ import json
 import os
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -20,29 +20,17 @@ from .prompt import encode_prompt
 def _load_model_drafter(draft_spec: str, comparison, config, sampling, rng, *, p_min: float,
                         target=None):
     """A model drafter for a pair already checked (`comparison`, from check_pair, made before
-    any weights were loaded); a remappable pair drafts through the check's translation table,
-    a text-level pair through text (crossvocab.py; it needs the `target` backend)."""
+    any weights were loaded): pairing.py decides how it drafts; a draft with another tokenizer
+    needs the `target` backend."""
     from .backends import load_backend
-    from .check import REMAPPABLE, TEXT_LEVEL
-    from .drafters import ModelDrafter, RemappedDrafter
+    from .pairing import describe, drafter_for
 
     backend = load_backend(draft_spec, config)
-    if comparison.verdict == TEXT_LEVEL:
-        from .crossvocab import TLI_MIN_OVERLAP, TextDrafter, TLIDrafter
-
-        overlap = (comparison.shared_bytes or 0) / max(1, comparison.target.n_real)
-        if not sampling.greedy and overlap >= TLI_MIN_OVERLAP:
-            print(f"specpair: the tokenizers differ; sampling drafts by token-level "
-                  f"intersection over {comparison.shared_bytes:,} shared strings "
-                  f"({overlap:.0%} of the target's vocabulary)", file=sys.stderr)
-            return TLIDrafter(backend, target, sampling=sampling, rng=rng)
-        print(f"specpair: the tokenizers differ; drafting goes through text "
-              f"({comparison.shared_bytes or 0:,} strings shared)", file=sys.stderr)
-        return TextDrafter(backend, target)
-    drafter = ModelDrafter(backend, sampling=sampling, rng=rng, p_min=p_min)
-    if comparison.verdict == REMAPPABLE:
-        return RemappedDrafter(drafter, comparison.draft_to_target)
-    return drafter
+    note = describe(comparison, sampling)
+    if note:
+        print(f"specpair: {note}", file=sys.stderr)
+    return drafter_for(backend, comparison, target=target, sampling=sampling, rng=rng,
+                       p_min=p_min)
 
 
 @dataclass
@@ -54,14 +42,14 @@ class Pair:
     drafter: object
     plan: object = None
     setup_seconds: float = 0.0  # loading the drafter and planning: what plain does not pay
-    draft_engines: dict = field(default_factory=dict)
 
     def notes(self) -> list[str]:
         return self.plan.notes if self.plan is not None else []
 
 
-def _model_option(args, config, sampling, rng, spec: str):
-    """auto's candidate model drafter `spec`, checked and loaded only if auto decides to."""
+def _model_option(args, config, sampling, rng, spec: str, target):
+    """auto's candidate model drafter `spec`, checked and loaded only if auto decides to (a
+    pair with other tokenizers drafts through text: it needs the loaded `target`)."""
     from .auto import ModelOption
     from .check import check_pair
     from .models import MODELS, cached_path, resolve_model
@@ -74,7 +62,14 @@ def _model_option(args, config, sampling, rng, spec: str):
     return ModelOption(
         name=os.path.basename(path), engine=engine, path=path, size=size,
         load=lambda: _load_model_drafter(spec, check_pair(args.target, spec), config, sampling,
-                                         rng, p_min=args.draft_p_min))
+                                         rng, p_min=args.draft_p_min, target=target))
+
+
+def _auto_options(args, config, sampling, rng, target) -> list:
+    from .models import auto_drafts
+
+    return [_model_option(args, config, sampling, rng, spec, target)
+            for spec in auto_drafts(args.target)]
 
 
 def load_pair(args: argparse.Namespace, config, sampling, rng, *, kind: str) -> Pair:
@@ -85,7 +80,7 @@ def load_pair(args: argparse.Namespace, config, sampling, rng, *, kind: str) -> 
     from .backends import load_backend
     from .check import check_pair
     from .drafters import NgramDrafter
-    from .models import DEFAULT_DRAFT, resolve_model
+    from .models import resolve_model
 
     spec = args.draft or "auto"
     comparison = None
@@ -100,10 +95,9 @@ def load_pair(args: argparse.Namespace, config, sampling, rng, *, kind: str) -> 
     if spec == "ngram" and not args.adaptive:
         return Pair(target, ngram)
     if spec == "auto":
-        options = [_model_option(args, config, sampling, rng, DEFAULT_DRAFT)]
+        options = _auto_options(args, config, sampling, rng, target)
         p = plan(target, engine, config, ngram=ngram, models=options, kind=kind)
-        return Pair(target, p.drafter, p, time.perf_counter() - t0,
-                    {o.name: (o.engine, o.path) for o in options})
+        return Pair(target, p.drafter, p, time.perf_counter() - t0)
     if spec == "ngram":  # --adaptive ngram
         p = plan(target, engine, config, ngram=ngram, kind=kind)
         return Pair(target, p.drafter, p, time.perf_counter() - t0)
@@ -114,19 +108,7 @@ def load_pair(args: argparse.Namespace, config, sampling, rng, *, kind: str) -> 
     draft_engine, draft_path = resolve_model(spec)
     p = plan(target, engine, config, ngram=None, forced=drafter,
              forced_engine=(draft_engine, draft_path), kind=kind)
-    return Pair(target, p.drafter, p, time.perf_counter() - t0,
-                {drafter.name: (draft_engine, draft_path)})
-
-
-def _draft_prompt(draft, text: str, chat: bool) -> list[int]:
-    """The prompt as a text-level draft should read it: with its own chat template when it
-    has one, else the user's text alone."""
-    if chat:
-        try:
-            return encode_prompt(draft, text, chat=True)
-        except SpecpairError:
-            pass  # no chat template: plain text
-    return draft.tokenize(text)
+    return Pair(target, p.drafter, p, time.perf_counter() - t0)
 
 
 def _print_notes(pair: Pair) -> None:
@@ -138,7 +120,7 @@ def _remember(pair: Pair, config) -> None:
     if pair.plan is not None:
         from .auto import remember
 
-        remember(pair.plan, config=config, draft_engines=pair.draft_engines)
+        remember(pair.plan, config=config)
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
@@ -164,8 +146,6 @@ def cmd_generate(args: argparse.Namespace) -> int:
                      kind="chat" if args.chat else "raw")
     target, drafter = pair.target, pair.drafter
     prompt = encode_prompt(target, prompt_text, chat=args.chat)
-    if hasattr(drafter, "set_prompt"):  # a text-level draft: the request in its own format
-        drafter.set_prompt(prompt, _draft_prompt(drafter.draft, prompt_text, args.chat))
     if args.draft_system is not None:
         from .drafters import SystemPromptDrafter
 
@@ -258,7 +238,7 @@ def _bench_modes(args, pair: Pair, engine_config, sampling, rng, ks: list[int]):
     from .auto import AUTO_MAX_K, ModelOption, plan, remember
     from .bench import Mode, fixed
     from .drafters import NgramDrafter
-    from .models import DEFAULT_DRAFT, resolve_model
+    from .models import resolve_model
 
     modes = [fixed("plain", 0, None)]
     if pair.drafter is not None and args.draft != "auto":
@@ -267,33 +247,35 @@ def _bench_modes(args, pair: Pair, engine_config, sampling, rng, ks: list[int]):
     if not (args.auto or args.draft == "auto"):
         return modes
     engine, _ = resolve_model(args.target)
-    option = _model_option(args, engine_config, sampling, rng, DEFAULT_DRAFT)
+    spent = {"loading": 0.0, "charged": 0.0}  # this run's loading, and what it is charged
     loaded: dict = {}
 
-    def load_once():  # a model drafter is loaded once; its load time is charged every run
-        if "drafter" not in loaded:
+    def load_once(option):  # a model drafter is loaded once; every run that loads it pays
+        if option.path not in loaded:
             t0 = time.perf_counter()
-            loaded["drafter"] = option.load()
-            loaded["seconds"] = loaded["spent"] = time.perf_counter() - t0
-        loaded["charged"] = loaded["seconds"]
-        return loaded["drafter"]
+            drafter = option.load()
+            loaded[option.path] = (drafter, time.perf_counter() - t0)
+            spent["loading"] += loaded[option.path][1]
+        drafter, seconds = loaded[option.path]
+        spent["charged"] += seconds
+        return drafter
 
-    lazy = ModelOption(option.name, option.engine, option.path, option.size, load_once)
+    lazy = [ModelOption(o.name, o.engine, o.path, o.size, lambda o=o: load_once(o))
+            for o in _auto_options(args, engine_config, sampling, rng, pair.target)]
     last: dict = {}
 
     def setup():
-        loaded["charged"] = loaded["spent"] = 0.0
+        spent["loading"] = spent["charged"] = 0.0
         t0 = time.perf_counter()
         p = plan(pair.target, engine, engine_config,
                  ngram=NgramDrafter(n_min=args.ngram_min, n_max=args.ngram_max),
-                 models=[lazy], kind=args.suite, fresh=args.cold)
+                 models=lazy, kind=args.suite, fresh=args.cold)
         last["plan"] = p
-        return p.drafter, time.perf_counter() - t0 - loaded["spent"] + loaded["charged"]
+        return p.drafter, time.perf_counter() - t0 - spent["loading"] + spent["charged"]
 
     def after(drafter):
         if not args.cold:
-            remember(last["plan"], config=engine_config,
-                     draft_engines={option.name: (option.engine, option.path)})
+            remember(last["plan"], config=engine_config)
 
     name = "auto (cold)" if args.cold else "auto"
     return modes + [Mode(name, AUTO_MAX_K, setup, after)]

@@ -79,6 +79,22 @@ def cache_dir() -> Path:
     return Path(base) / "specpair"
 
 
+def auto_drafts(target_spec: str) -> list[str]:
+    """The named models `--draft auto` weighs as drafts for `target_spec`: every one smaller
+    than the target, whatever its tokenizer (a cross-vocabulary draft goes through text and is
+    weighed like any other, by its measured cost and acceptance). The default draft first."""
+    if target_spec in MODELS:
+        target_size = MODELS[target_spec].size
+    else:
+        try:
+            target_size = os.path.getsize(resolve_model(target_spec)[1])
+        except (OSError, SpecpairError):
+            target_size = 0  # a hub id or a folder: its size is not one file's
+    names = [n for n, m in MODELS.items()
+             if n != target_spec and (not target_size or m.size < target_size)]
+    return sorted(names, key=lambda n: n != DEFAULT_DRAFT)
+
+
 def cached_path(model: NamedModel) -> Path:
     return cache_dir() / f"{model.name}.gguf"
 

@@ -7,6 +7,7 @@ from collections import Counter
 from itertools import product
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.stats import chisquare
@@ -188,3 +189,36 @@ def test_tli_sampled_keeps_the_targets_distribution_over_three_tokens():
     expected = [p[1, a] * p[a, b] * p[b, c] * n for a, b, c in keys]
     assert chisquare([counts[k] for k in keys], expected).pvalue > 1e-3
     assert 0 < accepted < drafted
+
+
+def test_auto_weighs_a_cross_vocabulary_draft_like_any_other(tmp_path, monkeypatch):
+    """--draft auto loads a text-level draft where its costs let it win, decodes exactly with
+    it, and stores its measured cost per token (translation included) for the next run."""
+    from specpair import costs
+    from specpair.auto import ModelOption, plan, remember
+    from specpair.backends import BackendConfig
+    from specpair.drafters import NgramDrafter
+
+    monkeypatch.setenv("SPECPAIR_CACHE", str(tmp_path))
+    rng = np.random.default_rng(4)
+    table = rng.normal(size=(len(PAIRS), len(PAIRS))) * 3
+    target = SegBackend(LETTERS, table[:, : len(LETTERS)], name="target")
+    target.path = str(tmp_path / "target.gguf")
+    (tmp_path / "target.gguf").write_bytes(b"x" * 1000)
+    prompt = target.tokenize("abcab")
+    plain = decode(target, None, prompt, 30)
+    config = BackendConfig()
+    # a GPU-like verify curve: verifying 17 tokens costs little more than one
+    costs.save({costs.cost_key("verify", "gguf", target.path, config):
+                [1.0 + 0.02 * n for n in range(17)]})
+    draft = SegBackend(PAIRS, table, name="draft")
+    option = ModelOption(name="draft.gguf", engine="gguf", path=str(tmp_path / "draft.gguf"),
+                         size=100, load=lambda: TextDrafter(draft, target))
+    p = plan(target, "gguf", config, ngram=NgramDrafter(), models=[option], kind="raw")
+    assert [c.name for c in p.drafter.candidates] == ["ngram", "draft (text-level)"]
+    assert decode(target, p.drafter, prompt, 30) == plain  # exact
+    paid = p.drafter.candidates[1]
+    assert paid.drafted_tokens > 0
+    assert remember(p, config=config)
+    stored = costs.load()[costs.cost_key("draft", "gguf", option.path, config)]
+    assert stored == pytest.approx(paid.seconds_per_token) and stored > 0

@@ -19,6 +19,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from ..backends import load_backend
     from ..check import check_pair
     from ..models import DEFAULT_DRAFT, MODELS, cached_path, resolve_model
+    from ..pairing import describe
     from .app import ServeSettings, create_app
     from .engine import DraftModel, Engine
 
@@ -31,20 +32,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
     spec = args.draft or "auto"
     draft_model = None
     if spec not in ("auto", "none", "ngram"):
-        from ..check import TEXT_LEVEL
-
-        if check_pair(args.target, spec).verdict == TEXT_LEVEL:  # before any weights load
-            raise SpecpairError(f"serve does not draft through text yet: {spec}'s tokenizer "
-                                "differs from the target's; use a draft of the target's family, "
-                                "or `specpair generate`/`bench`, which do")
+        comparison = check_pair(args.target, spec)  # before any weights load
+        note = describe(comparison, sampling)
+        if note:
+            print(f"specpair serve: {note}", file=sys.stderr)
         engine_name, path = resolve_model(spec)
         draft_model = DraftModel(os.path.basename(path), engine_name, path,
-                                 os.path.getsize(path), lambda: load_backend(spec, config))
+                                 os.path.getsize(path), lambda: load_backend(spec, config),
+                                 comparison)
     elif spec == "auto":  # auto may load the default draft, if it can win here
         path = str(cached_path(MODELS[DEFAULT_DRAFT]))
         draft_model = DraftModel(
             os.path.basename(path), "gguf", path, MODELS[DEFAULT_DRAFT].size,
-            lambda: _checked_backend(args.target, DEFAULT_DRAFT, config))
+            lambda: load_backend(DEFAULT_DRAFT, config),
+            check_pair(args.target, DEFAULT_DRAFT))
     target = load_backend(args.target, config)
     engine_name, _ = resolve_model(args.target)
     engine = Engine(target, engine=engine_name, config=config, max_queue=args.max_queue,
@@ -93,11 +94,3 @@ def _serve_until_signalled(server) -> None:
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
-
-
-def _checked_backend(target: str, draft: str, config):
-    from ..backends import load_backend
-    from ..check import check_pair
-
-    check_pair(target, draft)
-    return load_backend(draft, config)

@@ -18,9 +18,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..backends import Backend, BackendConfig, common_prefix
+from ..check import Comparison
 from ..decode import DecodeConfig, generate_text
-from ..drafters import Draft, Drafter, ModelDrafter, NgramDrafter
+from ..drafters import Draft, Drafter, NgramDrafter
 from ..errors import SpecpairError
+from ..pairing import drafter_for
 from ..sampling import SamplingConfig
 from ..stats import DecodeStats, Step
 
@@ -50,6 +52,7 @@ class DraftModel:
     path: str
     size: int
     load: Callable[[], Backend]
+    comparison: Comparison  # check_pair's verdict: how the pair drafts (pairing.py)
 
 
 @dataclass
@@ -166,8 +169,8 @@ class Engine:
             raise SpecpairError("this server has no draft model: start it with --draft MODEL")
         if self._draft_backend is None:
             self._draft_backend = self.draft_model.load()
-        return ModelDrafter(self._draft_backend, sampling=sampling, rng=rng,
-                            p_min=self.draft_p_min)
+        return drafter_for(self._draft_backend, self.draft_model.comparison, target=self.target,
+                           sampling=sampling, rng=rng, p_min=self.draft_p_min)
 
     def _run(self, job: Job) -> None:
         request = job.request
@@ -193,9 +196,7 @@ class Engine:
             if plan_ is not None:
                 from ..auto import remember
 
-                m = self.draft_model
-                remember(plan_, config=self.config,
-                         draft_engines={} if m is None else {m.name: (m.engine, m.path)})
+                remember(plan_, config=self.config)
         except SpecpairError as e:
             error = str(e)
         except Exception as e:  # never let one request kill the worker
