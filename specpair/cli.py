@@ -202,9 +202,10 @@ def build_parser() -> argparse.ArgumentParser:
                     "and recommends the fastest, plain decoding included.")
     adv.add_argument("--target", default=DEFAULT_TARGET, metavar="MODEL",
                      help=f"the target model (default {DEFAULT_TARGET})")
-    adv.add_argument("--draft", nargs="+", default=[DEFAULT_DRAFT, "ngram"], metavar="DRAFTER",
-                     help=f"drafters to compare: models and/or ngram (default {DEFAULT_DRAFT} "
-                          "ngram)")
+    adv.add_argument("--draft", nargs="+", default=None, metavar="DRAFTER",
+                     help="drafters to compare: models and/or ngram (default: ngram and every "
+                          "named model smaller than the target, those with another tokenizer "
+                          "too: what --draft auto weighs)")
     adv.add_argument("--suite", default="story", metavar="SUITE",
                      help="calibration prompts: story|code|edit or a .jsonl file (default story)")
     adv.add_argument("--max-k", type=int, default=DEFAULT_MAX_K, metavar="K",

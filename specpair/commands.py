@@ -383,6 +383,10 @@ def cmd_advise(args: argparse.Namespace) -> int:
         return what_if(args)
     if args.calibration_tokens < 8:
         raise SpecpairError(f"--calibration-tokens must be >= 8, got {args.calibration_tokens}")
+    if args.draft is None:
+        from .models import auto_drafts
+
+        args.draft = [*auto_drafts(args.target), "ngram"]
     sampling = sampling_config(args)
     config = backend_config(args)
     prompts = load_suite(args.suite)[:2]

@@ -162,6 +162,9 @@ def test_a_broken_chat_template_is_a_one_line_error(draft, monkeypatch):
         draft.chat_prompt("hi")
 
 
+PIRATE_SYSTEM = "You are a pirate. Start every sentence with 'Arr,' and call the user 'matey'."
+
+
 def test_a_draft_with_its_own_system_prompt_changes_nothing_under_exact_verification(
         target, draft):
     """The 0.5B drafts as a pirate (its own system prompt); the 1.5B's greedy output is its
@@ -170,12 +173,33 @@ def test_a_draft_with_its_own_system_prompt_changes_nothing_under_exact_verifica
 
     user = "Tell me about your favourite place to visit."
     prompt = encode_prompt(target, user, chat=True)
-    draft_prompt = encode_prompt(target, [{"role": "system", "content": "Answer like a "
-                                           "pirate."}, {"role": "user", "content": user}],
-                                 chat=True)
+    draft_prompt = encode_prompt(target, [{"role": "system", "content": PIRATE_SYSTEM},
+                                          {"role": "user", "content": user}], chat=True)
     pirate = SystemPromptDrafter(model_drafter(draft), target_prompt_len=len(prompt),
                                  draft_prompt=draft_prompt)
     spec, stats = greedy(target, pirate, prompt, 32, k=3)
     assert stats.drafted > 0
     check = check_tokens(target, prompt, spec)
     assert check.ok, check.describe()
+
+
+def test_sampled_pirate_draft_steers_only_when_lossy(target, draft):
+    """The real pair, sampled: with the pirate-prompted 0.5B drafting, exact verification (L = 1)
+    leaves the trait rate where plain sampling has it, while L = 1e-10 (which passes the draft's
+    'Arr', target probability 5e-11) moves it: the check has the power to see steering. A small
+    version of docs/STEERING.md's study (8 samples x 24 tokens per setting)."""
+    from specpair.sampling import SamplingConfig
+    from specpair.steer import run_study
+
+    report = run_study(target, draft, user="Tell me about your favourite place to visit.",
+                       draft_system=PIRATE_SYSTEM, trait="pirate", samples=8, max_tokens=24,
+                       sampling=SamplingConfig(temperature=0.8, seed=1), k=4,
+                       leniences=(1e-10,), typical=False)
+    rows = {e["setting"]: e for e in report["table"]}
+    exact, lossy = rows["exact (L=1)"], rows["L=1e-10"]
+    print(f"\nsteer: plain {rows['plain']['trait_mean']:.2f}, exact {exact['trait_mean']:.2f} "
+          f"(p {exact['p_value_vs_plain']:.2f}), L=1e-10 {lossy['trait_mean']:.2f} "
+          f"(p {lossy['p_value_vs_plain']:.3g}) pirate words per 100")
+    assert exact["first_token_tv"] == 0 and lossy["first_token_tv"] > 0.2
+    assert exact["p_value_vs_plain"] > 0.01  # no detectable steering under exact verification
+    assert lossy["difference"] > 0 and lossy["p_value_vs_plain"] < 0.05  # steered when lossy
