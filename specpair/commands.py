@@ -429,11 +429,11 @@ def cmd_advise(args: argparse.Namespace) -> int:
                          indent=2))
         return 0
     out = Console()
-    costs = Table("tokens evaluated at once", "seconds", "x one token",
+    curve = Table("tokens evaluated at once", "seconds", "x one token",
                   title=f"{target.name}: verification cost on this machine")
     for n, t in enumerate(verify, 1):
-        costs.add_row(str(n), f"{t * 1000:.1f} ms", f"{t / verify[0]:.2f}")
-    out.print(costs)
+        curve.add_row(str(n), f"{t * 1000:.1f} ms", f"{t / verify[0]:.2f}")
+    out.print(curve)
     for cal in calibrations:
         alphas = " ".join(f"{a:.2f}" for a in cal.alphas)
         out.print(f"{cal.drafter}: {cal.draft_per_token * 1000:.2f} ms per drafted token "

@@ -211,3 +211,13 @@ def test_ngram_drafter_from_the_cli(capsys, target_path):
                            "ngram", "-n", "16", "--json")
     assert code == 0
     assert json.loads(out)["stats"]["drafted"] > 0
+
+
+@pytest.mark.real
+def test_advise_prints_its_tables_and_stores_the_costs(capsys, draft_path):
+    """The human-readable advise (not --json) ends by saying where the costs went; it used to
+    crash there (a table named like the costs module)."""
+    code, out, err = run_cli(capsys, "advise", "--target", draft_path, "--draft", "ngram",
+                             "--max-k", "2", "--calibration-tokens", "8")
+    assert code == 0, err
+    assert "recommendation:" in out and "--draft auto uses them" in out
