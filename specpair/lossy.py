@@ -120,6 +120,14 @@ def typical_threshold(p: np.ndarray, epsilon: float, delta: float) -> float:
     return min(epsilon, delta * float(np.exp(-entropy)))
 
 
+def typical_distribution(p: np.ndarray, q: np.ndarray, epsilon: float,
+                         delta: float) -> np.ndarray:
+    """The output distribution of one typical-acceptance step when the draft samples from q
+    (closed form: q where p passes the threshold; on rejection, p)."""
+    accepted = q * (p > typical_threshold(p, epsilon, delta))
+    return accepted + (1 - accepted.sum()) * p
+
+
 def verify_typical(p: np.ndarray, draft_tokens: Sequence[int], rng: np.random.Generator | None,
                    epsilon: float, delta: float) -> tuple[int, int]:
     """Medusa's typical acceptance over rows of probabilities p; rng None: greedy (argmax)."""

@@ -29,7 +29,14 @@ from .benchstats import summarize
 from .decode import DecodeConfig, generate_text
 from .drafters import ModelDrafter, SystemPromptDrafter
 from .errors import SpecpairError
-from .lossy import EXACT, LENIENCE, TYPICAL, AcceptanceRule, lenient_distribution, typical_threshold
+from .lossy import (
+    EXACT,
+    LENIENCE,
+    TYPICAL,
+    AcceptanceRule,
+    lenient_distribution,
+    typical_distribution,
+)
 from .prompt import encode_prompt
 from .sampling import SamplingConfig, make_transform
 from .stats import DecodeStats
@@ -92,8 +99,7 @@ def first_token_tv(p: np.ndarray, q: np.ndarray, rule: AcceptanceRule | None) ->
     if rule.kind == LENIENCE:
         out = lenient_distribution(p, q, rule.lenience)
     else:
-        accepted = q * (p > typical_threshold(p, rule.epsilon, rule.delta))
-        out = accepted + (1 - accepted.sum()) * p
+        out = typical_distribution(p, q, rule.epsilon, rule.delta)
     return float(0.5 * np.abs(out - p).sum())
 
 
