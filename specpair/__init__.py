@@ -1,3 +1,45 @@
-"""specpair: speculative decoding with any draft/target pair, exact and measured."""
+"""specpair: speculative decoding with any draft/target pair, exact and measured.
 
-__version__ = "0.1.0"
+    import specpair
+
+    with specpair.load("qwen2.5-coder-1.5b", draft="auto") as pair:
+        out = pair.generate("Write a haiku about tides.", max_tokens=64, chat=True)
+        print(out.text, out.stats.acceptance_rate, out.exact)
+        for piece in pair.stream(messages=[{"role": "user", "content": "Hi"}], seed=1):
+            print(piece.text, end="")
+
+    report = specpair.check("big.gguf", "small.gguf")  # do the tokenizers line up?
+"""
+
+__version__ = "0.2.0"
+
+from .core.stats import DecodeStats  # noqa: E402
+from .drafters.suffix import SuffixCache, SuffixConfig  # noqa: E402
+from .errors import (  # noqa: E402
+    ContextOverflow,
+    EngineError,
+    IncompatiblePair,
+    InvalidOption,
+    MissingDependency,
+    ModelError,
+    SpecpairError,
+)
+from .generation import Generation, Piece  # noqa: E402
+from .pair import Pair, load  # noqa: E402
+from .tokenizers.compare import Comparison  # noqa: E402
+
+
+def check(target: str, draft: str, *, probe_text: str | None = None) -> Comparison:
+    """Compare two tokenizers without loading weights (GGUF files, tokenizer.json files,
+    folders of HF tokenizer files or named models): both sides, their differences, a
+    round-trip probe of multilingual text and code (`probe_text` for your own), and a
+    verdict: identical, compatible, remappable, text-level or incompatible."""
+    from .tokenizers.compare import check as _check
+
+    return _check(target, draft, probe_text=probe_text)
+
+
+__all__ = ["Comparison", "ContextOverflow", "DecodeStats", "EngineError", "Generation",
+           "IncompatiblePair", "InvalidOption", "MissingDependency", "ModelError", "Pair",
+           "Piece", "SpecpairError", "SuffixCache", "SuffixConfig", "__version__", "check",
+           "load"]

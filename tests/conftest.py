@@ -85,6 +85,6 @@ def gemma(gemma_path):
 def _private_cost_cache(tmp_path, monkeypatch):
     """Each test starts with an empty cost cache (as on a new machine) and never writes the
     user's: what --draft auto learns in one test must not steer another."""
-    from specpair import costs
+    from specpair.auto import costs
 
     monkeypatch.setattr(costs, "cache_file", lambda: tmp_path / "costs.json")

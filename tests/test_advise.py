@@ -3,18 +3,12 @@ adaptive drafter's online choices."""
 
 import pytest
 
-from specpair.adaptive import AdaptiveDrafter, Candidate
-from specpair.advise import (
-    Calibration,
-    CostModel,
-    advise,
-    best_k,
-    expected_tokens,
-    predicted_speedup,
-)
-from specpair.costs import CostCurve
-from specpair.drafters import Draft
-from specpair.stats import Step
+from specpair.auto.adaptive import AdaptiveDrafter, Candidate
+from specpair.auto.costmodel import CostModel, best_k, expected_tokens, predicted_speedup
+from specpair.auto.curve import CostCurve
+from specpair.core.stats import Step
+from specpair.drafters import Draft, Drafter
+from specpair.measure.advise import Calibration, advise
 
 GPU_LIKE = tuple([1.0 + 0.02 * n for n in range(17)])  # verifying 17 tokens ~ 1.3 x one
 CPU_LIKE = (1.0, 1.5, 1.8, 2.9, 3.2, 3.6, 4.2, 4.9, 7.9, 8.5, 9.0)  # this project's 2-core CPU
@@ -64,7 +58,7 @@ def test_advise_picks_the_best_drafter_and_k():
     assert advice.predicted_speedup > 1.4
 
 
-class Scripted:
+class Scripted(Drafter):
     """A drafter that always proposes the same continuation."""
 
     name = "scripted"
@@ -114,7 +108,7 @@ def test_adaptive_drafter_learns_acceptance_from_the_rounds():
 
 
 def test_short_proposals_lower_the_expected_tokens_and_the_round_cost():
-    from specpair.advise import expected_round_seconds
+    from specpair.auto.costmodel import expected_round_seconds
 
     lengths = (0.5, 0.0, 0.5)  # half the rounds propose nothing, half propose 2 tokens
     assert expected_tokens([1.0, 1.0], 2, lengths) == pytest.approx(1 + 0.5 + 0.5)

@@ -5,14 +5,14 @@ load a drafter that cannot win; and its regret stays small when the text turns u
 import numpy as np
 import pytest
 
-from specpair import costs
-from specpair.adaptive import PROBE_EVERY, AdaptiveDrafter, Candidate
-from specpair.auto import ModelOption, plan, remember
+from specpair.auto import costs
+from specpair.auto.adaptive import PROBE_EVERY, AdaptiveDrafter, Candidate
+from specpair.auto.curve import CostCurve
+from specpair.auto.planner import ModelOption, plan, remember
 from specpair.backends import BackendConfig
-from specpair.costs import CostCurve
-from specpair.decode import DecodeConfig, decode_steps
+from specpair.core.decode import DecodeConfig, decode_steps
+from specpair.core.stats import DecodeStats
 from specpair.drafters import NgramDrafter
-from specpair.stats import DecodeStats
 
 from .toy import FakeClock, OracleDrafter, ScriptBackend
 
@@ -125,7 +125,9 @@ def test_regret_stays_small_when_the_text_turns_unpredictable():
     saved = p_half - a_half
     lost = (a_end - a_half) - (p_end - p_half)
     assert saved > 0.2 * p_half
-    assert lost < 0.1 * saved and lost < 0.05 * (p_end - p_half)
+    # at most about one full-K round is lost where the text stops repeating (a K = 16 draft
+    # rejected at once costs a batch of 17 instead of one token)
+    assert lost < CPU(17) and lost < 0.05 * (p_end - p_half)
 
 
 def test_a_paid_drafter_is_probed_rarely_while_plain_wins():
@@ -159,11 +161,13 @@ def cache(tmp_path, monkeypatch):
     return tmp_path
 
 
-def _option(path, size, loaded):
+def _option(path, relative_cost, loaded, config=None):
     def load():
         loaded.append(path)
         return OracleDrafter([0], vocab=V, clock=FakeClock(), cost=0.0, accuracy=1.0)
-    return ModelOption(name="draft.gguf", engine="gguf", path=str(path), size=size, load=load)
+    key = costs.cost_key("draft", "gguf", str(path), config or BackendConfig(), "toy")
+    return ModelOption(name="draft.gguf", cost_key=key, relative_cost=relative_cost,
+                       extra_tokens=lambda: 0, load=load)
 
 
 def test_plan_does_not_load_a_model_draft_that_cannot_win(cache, tmp_path):
@@ -173,19 +177,20 @@ def test_plan_does_not_load_a_model_draft_that_cannot_win(cache, tmp_path):
     target.path = str(target_file)
     config = BackendConfig()
     # measured: a CPU verify curve, and a draft at 0.6 of a target step per token
-    costs.save({costs.cost_key("verify", "gguf", str(target_file), config):
+    costs.save({costs.cost_key("verify", "gguf", str(target_file), config, "toy"):
                 [CPU(n) for n in range(1, 18)],
-                costs.cost_key("draft", "gguf", str(tmp_path / "d.gguf"), config): 0.6})
+                costs.cost_key("draft", "gguf", str(tmp_path / "d.gguf"), config, "toy"): 0.6})
     loaded = []
-    p = plan(target, "gguf", config, ngram=NgramDrafter(), kind="raw",
-             models=[_option(tmp_path / "d.gguf", 440, loaded)])
+    p = plan(target, "gguf", config, free=[NgramDrafter()], kind="raw",
+             models=[_option(tmp_path / "d.gguf", 0.44, loaded)])
     assert loaded == [] and [c.name for c in p.drafter.candidates] == ["ngram"]
     assert any("cannot win" in note for note in p.notes)
     # the same draft on a GPU-like curve can win: it is loaded
-    costs.save({costs.cost_key("verify", "gguf", str(target_file), config):
-                [GPU(n) for n in range(1, 18)]})
-    p = plan(target, "gguf", config, ngram=NgramDrafter(), kind="raw",
-             models=[_option(tmp_path / "d.gguf", 440, loaded)])
+    for _ in range(3):  # medians of runs: the GPU-like runs outvote the CPU one
+        costs.save({costs.cost_key("verify", "gguf", str(target_file), config, "toy"):
+                    [GPU(n) for n in range(1, 18)]})
+    p = plan(target, "gguf", config, free=[NgramDrafter()], kind="raw",
+             models=[_option(tmp_path / "d.gguf", 0.44, loaded)])
     assert loaded and len(p.drafter.candidates) == 2
 
 
@@ -198,15 +203,15 @@ def test_first_run_measures_nothing_up_front_and_remembers(cache, tmp_path):
     target.path = str(target_file)
     config = BackendConfig()
     loaded = []
-    p = plan(target, "gguf", config, ngram=NgramDrafter(), kind="raw",
-             models=[_option(tmp_path / "d.gguf", 440, loaded)])
+    p = plan(target, "gguf", config, free=[NgramDrafter()], kind="raw",
+             models=[_option(tmp_path / "d.gguf", 0.44, loaded)])
     assert loaded == [] and any("learning them while decoding" in n for n in p.notes)
     assert target.evals == []  # nothing was evaluated to plan
     decode(target, p.drafter, script[:40], 200, clock)
     assert remember(p, config=config)
     stored = costs.load()[p.target_key]
     assert stored[0] == pytest.approx(1.0) and stored[1] is None or stored[1] > 1.0
-    p2 = plan(target, "gguf", config, ngram=NgramDrafter(), kind="raw")
+    p2 = plan(target, "gguf", config, free=[NgramDrafter()], kind="raw")
     assert p2.drafter.curve.stored and not p2.notes
     assert p2.drafter.candidates[0].alphas[0] > 0.5  # the n-gram prior learned on this text
 
@@ -214,10 +219,12 @@ def test_first_run_measures_nothing_up_front_and_remembers(cache, tmp_path):
 def test_cost_key_names_everything_that_changes_a_cost(tmp_path):
     f = tmp_path / "m.gguf"
     f.write_bytes(b"12345")
-    base = costs.cost_key("verify", "gguf", str(f), BackendConfig())
-    for other in (BackendConfig(device="cuda"), BackendConfig(dtype="float16"),
-                  BackendConfig(threads=7), BackendConfig(n_ctx=2048)):
-        assert costs.cost_key("verify", "gguf", str(f), other) != base
+    base = costs.cost_key("verify", "gguf", str(f), BackendConfig(), "CPU (x)")
+    for other in (BackendConfig(dtype="float16"), BackendConfig(threads=7),
+                  BackendConfig(n_ctx=2048)):
+        assert costs.cost_key("verify", "gguf", str(f), other, "CPU (x)") != base
+    # the device a model ran on: the GPU's name where there is one
+    assert costs.cost_key("verify", "gguf", str(f), BackendConfig(), "NVIDIA H200") != base
     from specpair import __version__
 
     assert base.startswith(__version__ + "|")

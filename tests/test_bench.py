@@ -6,7 +6,7 @@ import math
 import pytest
 
 from specpair.cli import main
-from specpair.suites import BUILTIN_SUITES, load_suite
+from specpair.measure.suites import BUILTIN_SUITES, load_suite
 
 pytestmark = pytest.mark.real
 
@@ -18,10 +18,11 @@ def test_short_bench_report_has_every_field(tmp_path, capsys, target_path, draft
     code = main(["bench", "--target", target_path, "--draft", draft_path, "--runs", "2",
                  "-n", "12", "-k", "1", "3", "--draft-p-min", "0",  # always K: fixed lengths
                  "--json", str(out), "--markdown", str(md),
-                 "--plot", str(png)])
+                 "--plot", str(png), "--no-ceiling"])
     assert code == 0
     terminal = capsys.readouterr().out
-    assert "as fast as plain on this machine" in terminal
+    # two paired runs: a ratio, but no bootstrap interval pretending to 95%
+    assert "too few runs for an interval" in terminal
     report = json.loads(out.read_text())
     # the seed's experiment (plain vs the model draft at each K), and the default: auto
     assert [m["name"] for m in report["modes"]] == ["plain", "spec K=1", "spec K=3", "auto"]
@@ -36,9 +37,9 @@ def test_short_bench_report_has_every_field(tmp_path, capsys, target_path, draft
         assert {"draft_seconds", "target_seconds", "new_tokens", "setup_seconds"} <= set(mode)
     assert auto["setup_seconds"] > 0  # auto's planning is paid, and counted, every run
     for mode in (k1, k3, auto):
-        assert mode["speedup"]["ratio"] > 0 and not math.isnan(mode["speedup"]["ci95"][0])
+        assert mode["speedup"]["ratio"] > 0 and math.isnan(mode["speedup"]["ci95"][0])
         assert mode["speedup_steady_state"]["ratio"] > 0
-        assert 0 <= mode["speedup"]["p_value"] <= 1
+        assert math.isnan(mode["speedup"]["p_value"]) or 0 <= mode["speedup"]["p_value"] <= 1
         assert 0 <= mode["acceptance_rate"] <= 1
         agreement = mode["agreement"]
         assert agreement["checked"] and agreement["not_ok"] == 0 and agreement["tokens_bad"] == 0

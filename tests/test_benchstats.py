@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from specpair.benchstats import describe_speedup, speedup, summarize
+from specpair.measure.benchstats import describe_speedup, speedup, summarize
 
 
 def test_t_interval_covers_the_true_mean_95_percent_of_the_time():

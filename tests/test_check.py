@@ -15,9 +15,9 @@ from tokenizers import (
     trainers,
 )
 
-from specpair.check import COMPATIBLE, IDENTICAL, REMAPPABLE, TEXT_LEVEL, check
 from specpair.cli import main
-from specpair.vocab import from_hf
+from specpair.tokenizers.compare import COMPATIBLE, IDENTICAL, REMAPPABLE, TEXT_LEVEL, check
+from specpair.tokenizers.info import from_hf
 
 CORPUS = [
     "the quick brown fox jumps over the lazy dog",
@@ -131,8 +131,9 @@ def test_different_merges_draft_through_text(tmp_path, base, capsys):
 def test_shared_strings_are_counted_by_their_bytes():
     """A byte-level BPE vocabulary and a SentencePiece one that differ only in how they spell
     a leading space ('Ġ' vs '▁') and raw bytes share every string."""
-    from specpair.check import token_byte_strings
-    from specpair.vocab import NORMAL, TokenizerInfo
+    from specpair.core.text import NORMAL
+    from specpair.tokenizers.info import TokenizerInfo
+    from specpair.tokenizers.shared import shared_strings
 
     def info(model, tokens):
         return TokenizerInfo(source="x", format="tokenizer.json", model=model, pre="",
@@ -141,8 +142,9 @@ def test_shared_strings_are_counted_by_their_bytes():
 
     bpe = info("gpt2", ["Ġthe", "cat", "Ġsat", "Ċ"])
     spm = info("llama", ["\u2581the", "cat", "\u2581sat", "<0x0A>"])
-    assert token_byte_strings(bpe) == token_byte_strings(spm) == {b" the", b"cat", b" sat",
-                                                                   b"\n"}
+    assert set(bpe.byte_strings) == set(spm.byte_strings) == {b" the", b"cat", b" sat", b"\n"}
+    draft_ids, target_ids = shared_strings(bpe, spm)
+    assert draft_ids.tolist() == target_ids.tolist() == [0, 1, 2, 3]
 
 
 def test_bad_input_exits_2(tmp_path, capsys):
@@ -183,7 +185,7 @@ QWEN2_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}|"
 def test_gguf_against_tokenizer_json_of_the_same_tokenizer_is_identical(target_path, tmp_path):
     """Build Qwen2.5's tokenizer.json from the GGUF's vocabulary and merges (as HF ships it) and
     check the two formats against each other, probe included (llama.cpp vs HF tokenizers)."""
-    from specpair.vocab import from_gguf
+    from specpair.tokenizers.info import from_gguf
 
     info = from_gguf(target_path)
     n_normal = info.types.index(3)

@@ -78,9 +78,9 @@ def test_a_draft_with_another_tokenizer_drafts_through_text_exactly(capsys, targ
                                                                     gemma_path):
     """Gemma 3 270M (SentencePiece, 262k tokens) drafting for the Qwen 1.5B: exact on every
     token, up to the near-tie rule, with acceptance by position reported."""
-    from specpair.agreement import check_tokens
     from specpair.backends import BackendConfig, load_backend
-    from specpair.prompt import encode_prompt
+    from specpair.core.prompt import encode_prompt
+    from specpair.measure.agreement import check_tokens
 
     prompt = "Repeat exactly: the quick brown fox jumps over the lazy dog."
     code, out, err = run_cli(capsys, "generate", prompt, "--chat", "--target", target_path,
@@ -102,7 +102,8 @@ def test_json_output_has_every_field(capsys, draft_path):
                            "--draft", draft_path, "--max-tokens", "12", "--json")
     assert code == 0
     result = json.loads(out)
-    assert set(result) == {"text", "tokens", "stats", "exact"} and result["exact"] is True
+    assert set(result) == {"text", "tokens", "stats", "exact", "drafter", "finish_reason"}
+    assert result["exact"] is True
     for field in ("new_tokens", "drafts", "drafted", "accepted", "acceptance_rate",
                   "mean_acceptance_length", "acceptance_by_position", "alphas",
                   "tokens_per_second", "end_to_end_tokens_per_second", "setup_seconds",
@@ -150,14 +151,14 @@ def test_default_generate_is_auto_exact_and_learns_costs(capsys, target_path, co
     n = next((i for i, (a, b) in enumerate(zip(plain["tokens"], result["tokens"])) if a != b),
              None)
     if n is not None:  # a divergence must sit at a near-tie of the target
-        from specpair.agreement import check_tokens
         from specpair.backends import BackendConfig, load_backend
-        from specpair.prompt import encode_prompt
+        from specpair.core.prompt import encode_prompt
+        from specpair.measure.agreement import check_tokens
 
         target = load_backend(target_path, BackendConfig(n_ctx=1024))
         assert check_tokens(target, encode_prompt(target, prompt, chat=True),
                             result["tokens"]).ok
-    stored = json.loads(cost_cache.read_text())
+    stored = json.loads(cost_cache.read_text())["entries"]
     assert any("|verify|" in key for key in stored)
     code, out, err = run_cli(capsys, "generate", prompt, "--chat", "--target", target_path,
                              "-n", "8", "--json")
@@ -167,24 +168,23 @@ def test_default_generate_is_auto_exact_and_learns_costs(capsys, target_path, co
 def test_json_error_mid_stream_still_prints_partial_output(capsys, monkeypatch):
     """An error after some tokens were produced: under --json the partial text and statistics
     still go out, with an "error" field, and the exit code is the error's."""
-    from specpair import commands, decode
+    import specpair
+    from specpair import generation
+    from specpair.core.stats import Step
     from specpair.errors import SpecpairError
-    from specpair.stats import Step
 
     from .toy import ToyBackend, random_table
 
     toy = ToyBackend(random_table(26, seed=0))
-    monkeypatch.setattr(commands, "load_pair",
-                        lambda *a, **k: commands.Pair(toy, None))
+    real_load = specpair.load
+    monkeypatch.setattr(specpair, "load", lambda target, **k: real_load(toy, **k))
 
-    def failing(target, drafter, prompt, *, config, rng, stats):
-        step = Step(tokens=[1, 2], n_drafted=0, n_accepted=0, draft_seconds=0.0,
-                    target_seconds=0.0, seconds=0.01)
-        stats.add(step)
-        yield "bc", step
+    def failing(target, drafter, prompt, *, config, rng):
+        yield Step(tokens=[1, 2], n_drafted=0, n_accepted=0, draft_seconds=0.0,
+                   target_seconds=0.0, seconds=0.01)
         raise SpecpairError("the context is full")
 
-    monkeypatch.setattr(decode, "generate_text", failing)
+    monkeypatch.setattr(generation, "decode_steps", failing)
     code, out, err = run_cli(capsys, "generate", "abc", "--json", "--draft", "none")
     assert code == 2
     result = json.loads(out)
@@ -193,7 +193,7 @@ def test_json_error_mid_stream_still_prints_partial_output(capsys, monkeypatch):
 
 
 def test_unwritable_model_cache_is_a_one_line_error(capsys, monkeypatch, tmp_path):
-    from specpair import models
+    from specpair.models import named as models
 
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")

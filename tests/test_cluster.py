@@ -5,17 +5,17 @@ import json
 
 import pytest
 
-from specpair.advise import Calibration, advise
 from specpair.cli import main
-from specpair.cluster.deploy import (
+from specpair.deploy.plan import (
     VLLM_SPECULATIVE_KEYS,
     model_info,
     plan_llama_server,
     plan_vllm,
 )
-from specpair.cluster.endpoint import parse_metrics, spec_counters
-from specpair.cluster.whatif import verify_curve, what_if
+from specpair.deploy.whatif import verify_curve, what_if
 from specpair.errors import SpecpairError
+from specpair.measure.advise import Calibration, advise
+from specpair.measure.endpoint import parse_metrics, spec_counters
 
 from .test_check import CORPUS, OTHER_CORPUS, save, train
 
@@ -119,13 +119,13 @@ def fake_gguf(path, arch="llama", size=0, vocab=("a", "b")):
 def test_llama_server_command_golden(tmp_path, monkeypatch):
     target = fake_gguf(tmp_path / "t.gguf", size=4_000_000)
     draft = fake_gguf(tmp_path / "d.gguf", size=1_000_000)
-    monkeypatch.setattr("specpair.cluster.deploy._verdict", lambda t, d: "identical")
+    monkeypatch.setattr("specpair.deploy.plan._verdict", lambda t, d: "identical")
     plan = plan_llama_server(target, draft, gpus=2, gpu_memory_gb=24, k=6, sampled=False)
     assert plan.command == [
         "llama-server", "-m", target, "--spec-type", "draft-simple", "--spec-draft-model",
         draft, "--spec-draft-n-max", "6", "--spec-draft-n-min", "0", "--spec-draft-p-min",
         "0.7", "-ngl", "all", "--spec-draft-ngl", "all", "--split-mode", "layer"]
-    monkeypatch.setattr("specpair.cluster.deploy._verdict", lambda t, d: "text-level")
+    monkeypatch.setattr("specpair.deploy.plan._verdict", lambda t, d: "text-level")
     with pytest.raises(SpecpairError, match="no re-tokenizing mode"):
         plan_llama_server(target, draft, gpus=1, gpu_memory_gb=24, k=4, sampled=False)
 

@@ -12,9 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.stats import chisquare
 
-from specpair.crossvocab import TextDrafter, complete_utf8
-from specpair.decode import DecodeConfig, decode_steps
-from specpair.sampling import SamplingConfig
+from specpair.core.decode import DecodeConfig, decode_steps
+from specpair.core.sampling import SamplingConfig
+from specpair.drafters.crossvocab import TextDrafter, complete_utf8
 
 
 class SegBackend:
@@ -27,11 +27,16 @@ class SegBackend:
         self.n_vocab = len(self.pieces) + (eos is not None)
         self.eos_ids = frozenset() if eos is None else frozenset({len(self.pieces)})
         self.n_ctx, self.name, self.path = 4096, name, name
+        self.device = "toy"
         self._tokens = []
 
     @property
+    def n_past(self):
+        return len(self._tokens)
+
+    @property
     def tokens(self):
-        return list(self._tokens)
+        return self._tokens
 
     def tokenize(self, text, *, add_bos=True):
         data, out, i = text.encode(), [], 0
@@ -159,7 +164,7 @@ def test_characters_split_across_tokens():
 def test_tli_sampled_keeps_the_targets_distribution_over_three_tokens():
     """TLI: the draft's q restricted to shared strings (the single letters; its pairs have no
     target token), renormalised, mapped to target ids, verified by rejection sampling."""
-    from specpair.crossvocab import TLIDrafter
+    from specpair.drafters.crossvocab import TLIDrafter
 
     rng = np.random.default_rng(11)
     target_table = rng.normal(size=(5, 5))
@@ -171,7 +176,10 @@ def test_tli_sampled_keeps_the_targets_distribution_over_three_tokens():
     for i in range(n):
         target = SegBackend(LETTERS, target_table)
         draft = SegBackend(PAIRS, draft_table)
+        shared = [(d, t) for d in range(draft.n_vocab) for t in range(target.n_vocab)
+                  if draft.token_bytes(d) and draft.token_bytes(d) == target.token_bytes(t)]
         drafter = TLIDrafter(draft, target, sampling=sampling, rng=np.random.default_rng(i),
+                             shared=tuple(np.array(x) for x in zip(*shared)),
                              target_prompt=target.tokenize("ab"),
                              draft_prompt=draft.tokenize("ab"))
         assert drafter.shared == 5  # a..e; the pairs are strings the target does not have
@@ -194,8 +202,8 @@ def test_tli_sampled_keeps_the_targets_distribution_over_three_tokens():
 def test_auto_weighs_a_cross_vocabulary_draft_like_any_other(tmp_path, monkeypatch):
     """--draft auto loads a text-level draft where its costs let it win, decodes exactly with
     it, and stores its measured cost per token (translation included) for the next run."""
-    from specpair import costs
-    from specpair.auto import ModelOption, plan, remember
+    from specpair.auto import costs
+    from specpair.auto.planner import ModelOption, plan, remember
     from specpair.backends import BackendConfig
     from specpair.drafters import NgramDrafter
 
@@ -209,16 +217,17 @@ def test_auto_weighs_a_cross_vocabulary_draft_like_any_other(tmp_path, monkeypat
     plain = decode(target, None, prompt, 30)
     config = BackendConfig()
     # a GPU-like verify curve: verifying 17 tokens costs little more than one
-    costs.save({costs.cost_key("verify", "gguf", target.path, config):
+    costs.save({costs.cost_key("verify", "gguf", target.path, config, "toy"):
                 [1.0 + 0.02 * n for n in range(17)]})
     draft = SegBackend(PAIRS, table, name="draft")
-    option = ModelOption(name="draft.gguf", engine="gguf", path=str(tmp_path / "draft.gguf"),
-                         size=100, load=lambda: TextDrafter(draft, target))
-    p = plan(target, "gguf", config, ngram=NgramDrafter(), models=[option], kind="raw")
+    key = costs.cost_key("draft", "gguf", str(tmp_path / "draft.gguf"), config, "toy")
+    option = ModelOption(name="draft.gguf", cost_key=key, relative_cost=0.1,
+                         extra_tokens=lambda: 2, load=lambda: TextDrafter(draft, target))
+    p = plan(target, "gguf", config, free=[NgramDrafter()], models=[option], kind="raw")
     assert [c.name for c in p.drafter.candidates] == ["ngram", "draft (text-level)"]
     assert decode(target, p.drafter, prompt, 30) == plain  # exact
     paid = p.drafter.candidates[1]
     assert paid.drafted_tokens > 0
     assert remember(p, config=config)
-    stored = costs.load()[costs.cost_key("draft", "gguf", option.path, config)]
-    assert stored == pytest.approx(paid.seconds_per_token) and stored > 0
+    stored = costs.load()[key]
+    assert stored == pytest.approx(paid.measured_seconds / paid.measured_tokens) and stored > 0

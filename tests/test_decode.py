@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 from scipy.stats import chisquare
 
-from specpair.decode import DecodeConfig, decode_steps, generate_text
+from specpair.core.decode import DecodeConfig, decode_steps, generate_text
+from specpair.core.sampling import SamplingConfig
+from specpair.core.stats import DecodeStats
 from specpair.drafters import ModelDrafter
 from specpair.errors import SpecpairError
-from specpair.sampling import SamplingConfig
-from specpair.stats import DecodeStats
 
 from .toy import ToyBackend, random_table
 
@@ -107,7 +107,7 @@ def test_full_context_stops_cleanly():
 
 
 def test_prompt_longer_than_context_is_a_user_error():
-    with pytest.raises(SpecpairError, match="--n-ctx"):
+    with pytest.raises(SpecpairError, match="n_ctx"):
         run(ToyBackend(TARGET, n_ctx=4), None, [0, 1, 2, 3, 4])
 
 
@@ -185,7 +185,7 @@ def test_generate_text_stops_at_a_stop_string_spanning_tokens():
 
 
 def test_bad_decode_options_are_user_errors():
-    with pytest.raises(SpecpairError, match="--max-tokens"):
+    with pytest.raises(SpecpairError, match="max_tokens"):
         DecodeConfig(max_tokens=0)
-    with pytest.raises(SpecpairError, match="--draft-tokens"):
+    with pytest.raises(SpecpairError, match="draft_tokens"):
         DecodeConfig(draft_tokens=0)

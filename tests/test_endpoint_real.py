@@ -13,6 +13,7 @@ import time
 import httpx
 import pytest
 
+import specpair
 from specpair.backends import BackendConfig, load_backend
 from specpair.cli import main
 from specpair.serve.app import ServeSettings, create_app
@@ -61,7 +62,7 @@ def test_bench_endpoint_against_llama_cpp_python_and_specpair(draft_path, tmp_pa
     port = 19000 + os.getpid() % 500
     config = BackendConfig(n_ctx=2048)
     target = load_backend(draft_path, config)
-    engine = Engine(target, engine="gguf", config=config, max_queue=4)
+    engine = Engine(specpair.load(target, draft="ngram"), max_queue=4)
     app = create_app(engine, ServeSettings(model="qwen-0.5b", draft="ngram"))
     with running(app) as ours, \
             llama_cpp_server(draft_path, port) as plain, \

@@ -9,18 +9,19 @@ import numpy as np
 import pytest
 from scipy.stats import chisquare
 
-from specpair.agreement import NEAR_TIE_MARGIN, check_tokens
-from specpair.decode import DecodeConfig, decode_steps, fit_to_vocab, generate_text
-from specpair.drafters import Draft, RemappedDrafter
-from specpair.prompt import encode_prompt
-from specpair.sampling import SamplingConfig
-from specpair.stats import DecodeStats, Step
-from specpair.verify import verify_sampled
+from specpair.core.decode import DecodeConfig, decode_steps, generate_text
+from specpair.core.drafter import fit_to_vocab
+from specpair.core.prompt import encode_prompt
+from specpair.core.sampling import SamplingConfig
+from specpair.core.stats import DecodeStats, Step
+from specpair.core.verify import verify_sampled
+from specpair.drafters import Draft, Drafter, RemappedDrafter
+from specpair.measure.agreement import NEAR_TIE_MARGIN, check_tokens
 
 from .toy import ToyBackend, random_table
 
 
-class FixedQDrafter:
+class FixedQDrafter(Drafter):
     """Samples one token from a fixed q over draft ids and returns q (a model drafter's shape)."""
 
     name = "fixed-q"
@@ -123,7 +124,7 @@ def _scripted(table_rows):
     return table
 
 
-class ListDrafter:
+class ListDrafter(Drafter):
     name = "list"
 
     def __init__(self, tokens):

@@ -9,10 +9,7 @@ import numpy as np
 import pytest
 from scipy.stats import chisquare
 
-from specpair.decode import DecodeConfig, decode_steps
-from specpair.drafters import ModelDrafter
-from specpair.errors import SpecpairError
-from specpair.lossy import (
+from specpair.core.acceptance import (
     LENIENCE,
     TYPICAL,
     AcceptanceRule,
@@ -21,7 +18,10 @@ from specpair.lossy import (
     verify_lenient_sampled,
     verify_typical,
 )
-from specpair.sampling import SamplingConfig, softmax
+from specpair.core.decode import DecodeConfig, decode_steps
+from specpair.core.sampling import SamplingConfig, softmax
+from specpair.drafters import ModelDrafter
+from specpair.errors import SpecpairError
 
 from .toy import ToyBackend
 
@@ -108,7 +108,7 @@ def test_rules_are_validated_and_describe_themselves():
 
 def test_steer_study_on_toy_models(tmp_path):
     """The study end to end on toy models: a draft that loves 'z' steers only when lossy."""
-    from specpair.steer import markdown, plot, run_study
+    from specpair.measure.steer import markdown, plot, run_study
 
     target_table = np.zeros((26, 26))  # uniform over the alphabet
     draft_table = np.zeros((26, 26))
@@ -135,11 +135,12 @@ def test_steer_study_on_toy_models(tmp_path):
 def test_lossy_flag_is_on_every_output(capsys, monkeypatch):
     import json
 
-    from specpair import commands
+    import specpair
     from specpair.cli import main
 
-    monkeypatch.setattr(commands, "load_pair",
-                        lambda *a, **k: commands.Pair(ToyBackend(np.zeros((26, 26))), None))
+    real_load = specpair.load
+    monkeypatch.setattr(specpair, "load",
+                        lambda target, **k: real_load(ToyBackend(np.zeros((26, 26))), **k))
     assert main(["generate", "abc", "--json", "--draft", "none", "-n", "3",
                  "--lenience", "0.5"]) == 0
     out = json.loads(capsys.readouterr().out)
@@ -149,7 +150,7 @@ def test_lossy_flag_is_on_every_output(capsys, monkeypatch):
 
 
 def test_a_trait_that_never_appears_gets_an_honest_verdict():
-    from specpair.steer import run_study
+    from specpair.measure.steer import run_study
 
     table = np.zeros((26, 26))
     report = run_study(ToyBackend(table), ToyBackend(table), user="abc", draft_system="zz",
@@ -163,7 +164,7 @@ def test_a_stopped_study_goes_on_from_its_samples_file(tmp_path):
     """A 2-hour study must survive Ctrl-C: samples already in the file are kept, not redone,
     the settings are interleaved (a stopped study is balanced), and a file from another study
     or a torn last line is handled instead of mixed in."""
-    from specpair.steer import append_sample, load_samples, run_study, study_header
+    from specpair.measure.steer import append_sample, load_samples, run_study, study_header
 
     table = np.zeros((26, 26))
     table[:, 25] = 2.0
@@ -209,7 +210,8 @@ def test_a_stopped_study_goes_on_from_its_samples_file(tmp_path):
 
 
 def test_steer_cli_defaults_are_the_study_defaults():
-    from specpair import cli, steer
+    from specpair.cli import steer as cli
+    from specpair.measure import steer
 
     assert cli.STEER_SYSTEM == steer.PIRATE_SYSTEM
     assert cli.STEER_LENIENCES == steer.DEFAULT_LENIENCES

@@ -6,9 +6,9 @@ from importlib import metadata
 
 import pytest
 
-from specpair import models
 from specpair.cli import main
 from specpair.errors import SpecpairError
+from specpair.models import named as models
 
 from .conftest import in_ci
 

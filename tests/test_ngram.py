@@ -4,7 +4,7 @@ it on the toy backend."""
 import numpy as np
 import pytest
 
-from specpair.decode import DecodeConfig, decode_steps
+from specpair.core.decode import DecodeConfig, decode_steps
 from specpair.drafters import NgramDrafter
 from specpair.errors import SpecpairError
 
@@ -61,7 +61,7 @@ def test_ngram_speculation_keeps_greedy_output_and_accepts_on_repetitive_text():
 
 
 def test_ngram_with_sampling_runs():
-    from specpair.sampling import SamplingConfig
+    from specpair.core.sampling import SamplingConfig
 
     sampling = SamplingConfig(temperature=1.0)
     steps = list(decode_steps(ToyBackend(TARGET), NgramDrafter(n_min=1), [0, 1, 0, 1],

@@ -3,13 +3,13 @@
 import numpy as np
 import pytest
 
-from specpair.agreement import NEAR_TIE_MARGIN, check_tokens, compare_outputs, top2_margin
 from specpair.backends import sync
-from specpair.decode import DecodeConfig, decode_steps
+from specpair.core.decode import DecodeConfig, decode_steps
+from specpair.core.prompt import encode_prompt
+from specpair.core.sampling import SamplingConfig
+from specpair.core.stats import DecodeStats
 from specpair.drafters import ModelDrafter
-from specpair.prompt import encode_prompt
-from specpair.sampling import SamplingConfig
-from specpair.stats import DecodeStats
+from specpair.measure.agreement import NEAR_TIE_MARGIN, check_tokens, compare_outputs, top2_margin
 
 from .conftest import STORY, _load
 
@@ -128,6 +128,11 @@ def test_sampled_speculative_decoding_runs_and_is_reproducible(target, draft):
     prompt = target.tokenize(target.chat_prompt("Name three colours."))
 
     def once():
+        # the same seed from the same state: llama.cpp computes a position slightly
+        # differently by batch, so a cache that already held part of the prompt (another
+        # generation's) can change a sample; a fresh `specpair generate` starts empty
+        target.rewind(0)
+        draft.rewind(0)
         rng = np.random.default_rng(11)
         drafter = ModelDrafter(draft, sampling=sampling, rng=rng)
         steps = decode_steps(target, drafter, prompt, rng=rng,
@@ -188,8 +193,8 @@ def test_sampled_pirate_draft_steers_only_when_lossy(target, draft):
     leaves the trait rate where plain sampling has it, while L = 1e-10 (which passes the draft's
     'Arr', target probability 5e-11) moves it: the check has the power to see steering. A small
     version of docs/STEERING.md's study (8 samples x 24 tokens per setting)."""
-    from specpair.sampling import SamplingConfig
-    from specpair.steer import run_study
+    from specpair.core.sampling import SamplingConfig
+    from specpair.measure.steer import run_study
 
     report = run_study(target, draft, user="Tell me about your favourite place to visit.",
                        draft_system=PIRATE_SYSTEM, trait="pirate", samples=8, max_tokens=24,

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
+from specpair.core.sampling import SamplingConfig, make_transform, softmax
 from specpair.errors import SpecpairError
-from specpair.sampling import SamplingConfig, make_transform, softmax
 
 LOGITS = np.log(np.array([0.5, 0.2, 0.15, 0.1, 0.05]))
 

@@ -12,7 +12,7 @@ import httpx
 import numpy as np
 import pytest
 
-from specpair.backends import BackendConfig
+import specpair
 from specpair.serve.app import ServeSettings, create_app
 from specpair.serve.engine import Engine
 
@@ -46,10 +46,10 @@ class SlowToy(ToyBackend):
         return super().eval(tokens, all_logits=all_logits)
 
 
-def make_app(*, delay=0.0, max_queue=4, n_ctx=256, **settings):
+def make_app(*, delay=0.0, max_queue=4, n_ctx=256, suffix_cache="key", **settings):
     backend = SlowToy(walk_table(), n_ctx=n_ctx, delay=delay)
-    engine = Engine(backend, engine="toy", config=BackendConfig(n_ctx=n_ctx),
-                    max_queue=max_queue)
+    pair = specpair.load(backend, draft="ngram", n_ctx=n_ctx)
+    engine = Engine(pair, max_queue=max_queue, suffix_cache=suffix_cache)
     opts = {"model": "toy", "draft": "ngram", "max_tokens_cap": 64} | settings
     return create_app(engine, ServeSettings(**opts)), engine
 
@@ -135,7 +135,7 @@ def test_unknown_fields_are_accepted_and_ignored(server):
 
 
 def test_api_key_and_body_size_limit():
-    app, _ = make_app(api_key="s3cret", max_body_bytes=2000)
+    app, _ = make_app(api_keys=("s3cret",), max_body_bytes=2000)
     with running(app) as url:
         body = {"messages": [{"role": "user", "content": "abc"}], "max_tokens": 2}
         assert httpx.post(url + "/v1/chat/completions", json=body).status_code == 401

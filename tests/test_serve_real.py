@@ -16,10 +16,11 @@ import httpx
 import numpy as np
 import pytest
 
-from specpair.agreement import check_tokens
+import specpair
 from specpair.backends import BackendConfig, load_backend
 from specpair.cli import main
-from specpair.prompt import encode_prompt
+from specpair.core.prompt import encode_prompt
+from specpair.measure.agreement import check_tokens
 from specpair.serve.app import ServeSettings, create_app
 from specpair.serve.engine import Engine
 
@@ -43,7 +44,7 @@ def server(draft_path):
     """The 0.5B as the target (fast enough for a load test), n-gram drafting, queue of 16."""
     config = BackendConfig(n_ctx=2048)
     target = load_backend(draft_path, config)
-    engine = Engine(target, engine="gguf", config=config, max_queue=16)
+    engine = Engine(specpair.load(target, draft="ngram"), max_queue=16)
     app = create_app(engine, ServeSettings(model="qwen-0.5b", draft="ngram"))
     with running(app) as url:
         yield url
@@ -198,16 +199,12 @@ def test_chat_page_in_a_real_browser(server, tmp_path):
 def test_a_draft_with_another_tokenizer_serves_exactly(draft_path, gemma_path):
     """serve --draft gemma-3-270m for a Qwen target: drafting goes through text, and greedy
     output is what the same server gives with no draft."""
-    from specpair.check import TEXT_LEVEL, check_pair
-    from specpair.serve.engine import DraftModel
+    from specpair.tokenizers.compare import TEXT_LEVEL
 
-    config = BackendConfig(n_ctx=2048)
-    target = load_backend(draft_path, config)
-    comparison = check_pair(draft_path, gemma_path)
-    assert comparison.verdict == TEXT_LEVEL
-    draft = DraftModel("gemma", "gguf", gemma_path, os.path.getsize(gemma_path),
-                       lambda: load_backend(gemma_path, config), comparison)
-    engine = Engine(target, engine="gguf", config=config, max_queue=4, draft_model=draft)
+    pair = specpair.load(draft_path, draft=gemma_path, n_ctx=2048)
+    assert pair.resolver.comparison(gemma_path).verdict == TEXT_LEVEL
+    target = pair.target
+    engine = Engine(pair, max_queue=4)
     with running(create_app(engine, ServeSettings(model="m", draft="model"))) as url:
         def ask(which):
             return httpx.post(url + "/v1/chat/completions", timeout=120, json={

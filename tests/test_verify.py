@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from scipy.stats import chisquare
 
-from specpair.verify import verify_greedy, verify_sampled
+from specpair.core.verify import verify_greedy, verify_sampled
 
 # target logits for k = 3 draft tokens (4 rows); argmax per row: 2, 0, 4, 1
 LOGITS = np.array(

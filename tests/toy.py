@@ -9,6 +9,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from specpair.core.drafter import Draft, Drafter
+
 LETTERS = "abcdefghijklmnopqrstuvwxyz"
 
 
@@ -22,10 +24,15 @@ class ToyBackend:
         self.name = self.path = name
         self._tokens: list[int] = []
         self.evals: list[int] = []  # batch sizes seen, to check what the loop asks for
+        self.device = "toy"
+
+    @property
+    def n_past(self) -> int:
+        return len(self._tokens)
 
     @property
     def tokens(self) -> list[int]:
-        return list(self._tokens)
+        return self._tokens
 
     def tokenize(self, text: str, *, add_bos: bool = True) -> list[int]:
         return [LETTERS.index(c) for c in text]
@@ -89,7 +96,7 @@ class ScriptBackend(ToyBackend):
         return rows if all_logits else rows[-1:]
 
 
-class OracleDrafter:
+class OracleDrafter(Drafter):
     """A model-like drafter that knows the script: right with probability `accuracy` at each
     position (else it proposes a wrong token), at `cost` simulated seconds per token."""
 
@@ -100,8 +107,6 @@ class OracleDrafter:
         self.calls = 0
 
     def propose(self, context, k):
-        from specpair.drafters import Draft
-
         self.calls += 1
         tokens = []
         for i in range(k):

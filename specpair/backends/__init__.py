@@ -1,116 +1,62 @@
-"""The one protocol every engine implements, and `load_backend` to open a model by spec.
+"""The engines: one file per engine, each implementing the core's `Backend` protocol
+(core/backend.py), and `load_backend` to open a model from a spec.
 
-A backend holds one model and its KV cache for one sequence (batch size 1). The cache holds the
-tokens evaluated so far (`tokens`); `eval` appends to it and `rewind` truncates it. Everything the
-decode loop knows about an engine goes through this protocol; engine imports are lazy so the core
-runs (and is tested) without every engine installed.
+llamacpp.py  GGUF files through llama-cpp-python's C API (CPU, or GPU offload where the build
+             has it: CUDA, Metal, ...)
+hf.py        transformers / PyTorch, CPU or CUDA (the [hf] extra); logits stay on the device
+device.py    which CPU or GPU a model runs on (reports and cost keys)
+
+Engine imports are lazy: importing this package loads no engine.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
 
-import numpy as np
-
-from ..errors import SpecpairError
+from ..core.backend import Backend, as_messages, check_eval, check_rewind, common_prefix, sync
+from ..errors import InvalidOption
 
 DEFAULT_N_CTX = 4096
+ALL_LAYERS = -1  # gpu_layers: offload every layer (llama.cpp's meaning of a count >= layers)
 
 
 @dataclass(frozen=True, kw_only=True)
 class BackendConfig:
+    """How one model is opened. Every field is an engine option of the API and the CLI."""
+
     n_ctx: int = DEFAULT_N_CTX
-    threads: int | None = None  # None: the engine's default
-    device: str = "auto"  # for engines that have devices (transformers)
-    dtype: str = "auto"
+    threads: int | None = None  # None: the CPUs this process may use
+    device: str = "auto"  # transformers: cpu, cuda, cuda:N or auto
+    dtype: str = "auto"  # transformers: float32, bfloat16, float16 or auto
+    # llama.cpp: layers to offload to the GPU; None = all where the build supports offload
+    # (CUDA, Metal, Vulkan, ...), else 0; ALL_LAYERS = all
+    gpu_layers: int | None = None
+    compile: bool = False  # transformers on CUDA: capture CUDA graphs for the fixed shapes
 
     def __post_init__(self) -> None:
         if self.n_ctx < 16:
-            raise SpecpairError(f"--n-ctx must be >= 16, got {self.n_ctx}")
+            raise InvalidOption(f"{{n_ctx}} must be >= 16, got {self.n_ctx}")
         if self.threads is not None and self.threads < 1:
-            raise SpecpairError(f"--threads must be >= 1, got {self.threads}")
+            raise InvalidOption(f"{{threads}} must be >= 1, got {self.threads}")
+        if self.gpu_layers is not None and self.gpu_layers < ALL_LAYERS:
+            raise InvalidOption(f"{{gpu_layers}} must be a count >= 0 or 'all', got "
+                                f"{self.gpu_layers}")
 
 
-@runtime_checkable
-class Backend(Protocol):
-    name: str  # a short label for reports: the file name, say
-    path: str  # where the model came from
-    n_vocab: int  # rows of the logits (may exceed the tokenizer's size: padding)
-    n_ctx: int  # the most tokens the cache holds
-    eos_ids: frozenset[int]  # end-of-generation tokens (EOS, EOT, ...)
-
-    @property
-    def tokens(self) -> list[int]:
-        """The tokens in the cache, in order (a copy)."""
-        ...
-
-    def tokenize(self, text: str, *, add_bos: bool = True) -> list[int]:
-        """Token ids for text; special tokens written in the text (<|im_start|>) are parsed."""
-        ...
-
-    def token_bytes(self, token: int) -> bytes:
-        """The bytes one token stands for when decoded (special tokens: their text)."""
-        ...
-
-    def chat_prompt(self, messages: str | list[dict]) -> str:
-        """A user message, or a whole conversation ([{"role", "content"}, ...]), rendered with
-        the model's own chat template, ready for the assistant's reply."""
-        ...
-
-    def eval(self, tokens: Sequence[int], *, all_logits: bool = True) -> np.ndarray:
-        """Append tokens to the cache; return float32 logits [len(tokens), n_vocab], or
-        only the last row ([1, n_vocab]) with all_logits=False (prompt prefill)."""
-        ...
-
-    def rewind(self, n_past: int) -> None:
-        """Truncate the cache to its first n_past tokens (0 <= n_past <= len(tokens))."""
-        ...
-
-    def close(self) -> None: ...
-
-
-def as_messages(messages: str | list[dict]) -> list[dict]:
-    """A bare user message as a one-message conversation."""
-    return [{"role": "user", "content": messages}] if isinstance(messages, str) else messages
-
-
-def check_eval(n_cached: int, n_new: int, n_ctx: int) -> None:
-    """The argument checks every backend's `eval` makes before touching its engine."""
-    if n_new == 0:
-        raise ValueError("eval needs at least one token")
-    if n_cached + n_new > n_ctx:
-        raise SpecpairError(f"{n_cached + n_new} tokens do not fit the context of {n_ctx}: "
-                            "raise --n-ctx or shorten the prompt")
-
-
-def check_rewind(n_past: int, n_cached: int) -> None:
-    if not 0 <= n_past <= n_cached:
-        raise ValueError(f"cannot rewind to {n_past}: the cache holds {n_cached}")
-
-
-def common_prefix(a: Sequence, b: Sequence) -> int:
-    """How many leading items two sequences share (token ids, or bytes)."""
-    n = 0
-    for x, y in zip(a, b):
-        if x != y:
-            break
-        n += 1
+def parse_gpu_layers(value: str | int | None) -> int | None:
+    """'all', a count, or None (the default) as BackendConfig.gpu_layers."""
+    if value is None or isinstance(value, int):
+        return value
+    if value.strip().lower() == "all":
+        return ALL_LAYERS
+    try:
+        n = int(value)
+    except ValueError:
+        raise InvalidOption(f"{{gpu_layers}} must be a count of layers or 'all', got "
+                            f"{value!r}") from None
+    if n < 0:
+        raise InvalidOption(f"{{gpu_layers}} must be >= 0 or 'all', got {n}")
     return n
-
-
-def sync(backend: Backend, tokens: Sequence[int]) -> np.ndarray:
-    """Bring the cache to exactly `tokens` and return the logits after the last one [1, V].
-
-    Keeps the longest common prefix already in the cache and evaluates only the rest; at least
-    the last token is re-evaluated, because the cache stores keys/values, not logits.
-    """
-    if not tokens:
-        raise SpecpairError("the prompt is empty: give at least one token of text")
-    n_common = common_prefix(backend.tokens, tokens[:-1])
-    backend.rewind(n_common)
-    return backend.eval(tokens[n_common:], all_logits=False)
 
 
 def load_backend(spec: str, config: BackendConfig) -> Backend:
@@ -120,9 +66,14 @@ def load_backend(spec: str, config: BackendConfig) -> Backend:
 
     engine, path = resolve_model(spec)
     if engine == "hf":
-        from .hf import HFBackend  # raises a one-line SpecpairError without the [hf] extra
+        from .hf import HFBackend  # raises a one-line error without the [hf] extra
 
         return HFBackend(path, config)
     from .llamacpp import LlamaCppBackend
 
     return LlamaCppBackend(path, config)
+
+
+__all__ = ["ALL_LAYERS", "Backend", "BackendConfig", "DEFAULT_N_CTX", "as_messages",
+           "check_eval", "check_rewind", "common_prefix", "load_backend", "parse_gpu_layers",
+           "sync"]

@@ -1,42 +1,48 @@
 """HF transformers / PyTorch models, on CPU or CUDA: a local model folder, a hub id already in
 the local cache, or a GGUF file (transformers dequantizes it into torch; needs `accelerate`).
 
-Install with `pip install 'specpair[hf]'`. The KV cache is rewound through the cache object's own
-API (`crop`), never recomputed. Logits are returned as float32 numpy arrays, so verification and
-sampling are the same pure functions as for llama.cpp.
+Install with `pip install 'specpair[hf]'`. No per-call waste, as in gpt-fast:
+- the KV cache is transformers' `StaticCache`, allocated once for n_ctx tokens and indexed by
+  position: rewinding moves the position counter (no copy, no crop of tensors);
+- logits stay on the device as torch tensors: verification runs there (core/torch_ops.py) and
+  only token ids cross to the host;
+- with `compile` (CUDA only), the fixed shapes of decoding (one token; k + 1 tokens for each K
+  used) run through `torch.compile(mode="reduce-overhead")`, i.e. CUDA graphs; the first call
+  of each shape compiles, and that time is reported as a one-time cost (`compile_seconds`).
+Models whose cache cannot be static (sliding-window or recurrent layers) keep a dynamic cache.
 """
 
 from __future__ import annotations
 
-import inspect
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
-
-from ..errors import SpecpairError
-from ..vocab import gpt2_byte_decoder
-from . import BackendConfig, as_messages, check_eval, check_rewind
+from ..core.backend import as_messages, check_eval, check_rewind
+from ..core.text import BYTE, CONTROL, NORMAL, USER_DEFINED, piece_bytes
+from ..errors import InvalidOption, ModelError, missing_extra
 
 try:
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
+    from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache, StaticCache
+    from transformers.cache_utils import StaticLayer
 except ImportError as e:  # raised as a user error by load_backend
-    raise SpecpairError(
-        f"the transformers engine needs the [hf] extra ({e.name} is missing): "
-        "pip install 'specpair[hf]'") from None
+    raise missing_extra("hf", e.name, "the transformers engine") from None
+
+from . import BackendConfig
 
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+COMPILED_MAX_TOKENS = 65  # batches up to this size (K up to 64, plus the pending token)
 
 
-def _resolve_device(device: str) -> str:
+def resolve_device(device: str) -> str:
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise SpecpairError("--device cuda, but PyTorch sees no CUDA GPU: use --device cpu or "
-                            "install a CUDA build of torch")
+        raise InvalidOption("{device} cuda, but PyTorch sees no CUDA GPU: use cpu or install "
+                            "a CUDA build of torch")
     if device != "cpu" and not device.startswith("cuda"):
-        raise SpecpairError(f"--device must be cpu, cuda, cuda:N or auto, got {device!r}")
+        raise InvalidOption(f"{{device}} must be cpu, cuda, cuda:N or auto, got {device!r}")
     return device
 
 
@@ -44,8 +50,16 @@ def _resolve_dtype(dtype: str, device: str):
     if dtype == "auto":  # float32 on CPU (no fast half kernels there), bfloat16 on GPUs
         return torch.float32 if device == "cpu" else torch.bfloat16
     if dtype not in _DTYPES:
-        raise SpecpairError(f"--dtype must be auto, {', '.join(_DTYPES)}; got {dtype!r}")
+        raise InvalidOption(f"{{dtype}} must be auto, {', '.join(_DTYPES)}; got {dtype!r}")
     return _DTYPES[dtype]
+
+
+def device_name(device: str) -> str:
+    if device.startswith("cuda"):
+        return torch.cuda.get_device_name(torch.device(device))
+    from .device import cpu_device
+
+    return cpu_device()
 
 
 class HFBackend:
@@ -54,13 +68,17 @@ class HFBackend:
         loaded model and tokenizer (two backends can then share weights, each with its cache)."""
         self.path = path
         self.name = Path(path).name or path
-        self.device = _resolve_device(config.device)
+        torch_device = resolve_device(config.device)
+        if config.compile and not torch_device.startswith("cuda"):
+            raise InvalidOption("{compile} captures CUDA graphs: it needs a CUDA device")
         if config.threads:
             torch.set_num_threads(config.threads)
         if model is None:
-            model, tokenizer = self._load(path, _resolve_dtype(config.dtype, self.device))
-        self.model = model.to(self.device).eval()
+            model, tokenizer = self._load(path, _resolve_dtype(config.dtype, torch_device))
+        self.model = model.to(torch_device).eval()
         self.tokenizer = tokenizer
+        self.torch_device = torch_device
+        self.device = device_name(torch_device)
         cfg = self.model.config
         self.n_vocab = int(self.model.get_output_embeddings().weight.shape[0])
         self.n_ctx = min(config.n_ctx, int(getattr(cfg, "max_position_embeddings", config.n_ctx)))
@@ -70,20 +88,30 @@ class HFBackend:
         eos |= set(gen_eos) if isinstance(gen_eos, list) else {gen_eos}
         self.eos_ids = frozenset(i for i in eos if i is not None)
         if not getattr(tokenizer, "is_fast", False):
-            raise SpecpairError(f"{path}: only a slow (Python) tokenizer is available; specpair "
-                                "needs a fast one: add the model's tokenizer.json to its folder")
+            raise ModelError(f"{path}: only a slow (Python) tokenizer is available; specpair "
+                             "needs a fast one: add the model's tokenizer.json to its folder")
         self._byte_level = "ByteLevel" in str(tokenizer.backend_tokenizer.decoder)
-        self._bytes = gpt2_byte_decoder() if self._byte_level else {}
-        self._special = set(tokenizer.all_special_ids) | set(tokenizer.added_tokens_decoder)
+        self._special = set(tokenizer.all_special_ids)
+        self._added = set(tokenizer.added_tokens_decoder)
         self._pieces: dict[int, bytes] = {}
-        self._cache = DynamicCache()
         self._tokens: list[int] = []
-        forward_args = inspect.signature(self.model.forward).parameters
-        # newer transformers 5 releases name the argument `cache` (past_key_values deprecated)
-        self._cache_arg = "cache" if "cache" in forward_args else "past_key_values"
-        crop_args = inspect.signature(DynamicCache.crop).parameters
-        # transformers 5 crops by a negative count of tokens to remove; 4.x took the length
-        self._crop_by_removal = "tokens_to_remove" in crop_args
+        self._cache = self._new_cache()
+        self.static_cache = isinstance(self._cache, StaticCache)
+        self.compile = config.compile
+        self.compile_seconds = 0.0  # one-time: the first call of each compiled shape
+        self._compiled_shapes: set[int] = set()
+        self._forward = self.model.forward
+        if config.compile:
+            torch._dynamo.config.cache_size_limit = max(
+                torch._dynamo.config.cache_size_limit, COMPILED_MAX_TOKENS + 8)
+            self._forward = torch.compile(self.model.forward, mode="reduce-overhead",
+                                          dynamic=False)
+
+    def _new_cache(self):
+        cache = StaticCache(config=self.model.config, max_cache_len=self.n_ctx)
+        if all(type(layer) is StaticLayer for layer in cache.layers):
+            return cache
+        return DynamicCache(config=self.model.config)  # sliding or recurrent layers
 
     @staticmethod
     def _load(path: str, dtype):
@@ -99,12 +127,16 @@ class HFBackend:
             model = AutoModelForCausalLM.from_pretrained(folder, **kwargs)
         except (OSError, ValueError) as e:
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise SpecpairError(f"transformers could not load {path}: {first}") from None
+            raise ModelError(f"transformers could not load {path}: {first}") from None
         return model, tokenizer
 
     @property
+    def n_past(self) -> int:
+        return len(self._tokens)
+
+    @property
     def tokens(self) -> list[int]:
-        return list(self._tokens)
+        return self._tokens  # a view: the protocol says not to modify it
 
     def tokenize(self, text: str, *, add_bos: bool = True) -> list[int]:
         return list(self.tokenizer(text, add_special_tokens=add_bos)["input_ids"])
@@ -113,21 +145,22 @@ class HFBackend:
         piece = self._pieces.get(token)
         if piece is None:
             text = self.tokenizer.convert_ids_to_tokens(token)
-            if token in self._special or text is None:
-                piece = self.tokenizer.decode([token]).encode()
-            elif self._byte_level and all(c in self._bytes for c in text):
-                piece = bytes(self._bytes[c] for c in text)
-            elif text.startswith("<0x") and text.endswith(">") and len(text) == 6:
-                piece = bytes([int(text[3:5], 16)])  # SentencePiece byte fallback
+            if text is None:
+                piece = b""
             else:
-                piece = text.replace("▁", " ").encode()
+                kind = (CONTROL if token in self._special else USER_DEFINED
+                        if token in self._added else NORMAL)
+                if kind == NORMAL and not self._byte_level and text.startswith("<0x") \
+                        and len(text) == 6:
+                    kind = BYTE
+                piece = piece_bytes(text, kind, byte_level=self._byte_level)
             self._pieces[token] = piece
         return piece
 
     def chat_prompt(self, messages: str | list[dict]) -> str:
         if not self.tokenizer.chat_template:
-            raise SpecpairError(f"{self.name} has no chat template: drop --chat and write the "
-                                "prompt in the model's format")
+            raise ModelError(f"{self.name} has no chat template: pass chat=False and write the "
+                             "prompt in the model's format")
         import jinja2
 
         try:
@@ -135,33 +168,48 @@ class HFBackend:
                 as_messages(messages), tokenize=False,
                 add_generation_prompt=True)
         except (jinja2.TemplateError, ValueError, TypeError) as e:
-            raise SpecpairError(f"{self.name}: its chat template is broken ({e}): drop --chat "
-                                "and write the prompt in the model's format") from None
+            raise ModelError(f"{self.name}: its chat template is broken ({e}): pass chat=False "
+                             "and write the prompt in the model's format") from None
 
     @torch.inference_mode()
-    def eval(self, tokens: Sequence[int], *, all_logits: bool = True) -> np.ndarray:
+    def eval(self, tokens: Sequence[int], *, all_logits: bool = True):
+        """Logits as a torch tensor on the model's device (float32 rows [n, V])."""
         check_eval(len(self._tokens), len(tokens), self.n_ctx)
-        ids = torch.tensor([list(tokens)], dtype=torch.long, device=self.device)
+        n = len(tokens)
+        ids = torch.tensor([list(tokens)], dtype=torch.long, device=self.torch_device)
+        compiled = self.compile and n <= COMPILED_MAX_TOKENS and all_logits
+        forward = self._forward if compiled else self.model.forward
+        first = compiled and n not in self._compiled_shapes
+        t0 = time.perf_counter()
         try:
-            out = self.model(input_ids=ids, use_cache=True, **{self._cache_arg: self._cache},
-                             logits_to_keep=0 if all_logits else 1)
+            out = forward(input_ids=ids, use_cache=True, cache=self._cache,
+                          logits_to_keep=0 if all_logits else 1)
+            logits = out.logits[0]
+            if compiled:
+                logits = logits.clone()  # CUDA graph outputs are overwritten by the next replay
         except BaseException:
             # a forward stopped part-way may have grown some layers and not others: start
             # over from an empty cache rather than guess (the next sync re-evaluates)
-            self.close()
+            self._reset()
             raise
+        if first:
+            torch.cuda.synchronize()
+            self.compile_seconds += time.perf_counter() - t0
+            self._compiled_shapes.add(n)
         self._tokens.extend(tokens)
-        return out.logits[0].float().cpu().numpy()
+        return logits
 
     def rewind(self, n_past: int) -> None:
         check_rewind(n_past, len(self._tokens))
         removed = len(self._tokens) - n_past
         if removed:
-            self._cache.crop(-removed if self._crop_by_removal else n_past)
+            self._cache.crop(-removed)  # static: the position counter moves back, nothing else
             del self._tokens[n_past:]
+
+    def _reset(self) -> None:
+        self._cache = self._new_cache()
+        self._tokens = []
 
     def close(self) -> None:
         """Drop the cache (the weights may be shared with another backend)."""
-        self._cache = DynamicCache()
-        self._tokens = []
-
+        self._reset()

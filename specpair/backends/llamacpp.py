@@ -3,11 +3,16 @@
 The high-level `llama_cpp.Llama` keeps a scores buffer of n_batch (or n_ctx) x n_vocab floats
 (300 MB to 2.5 GB for a 152k vocabulary) and hides which positions produce logits. Here each
 `eval` asks llama.cpp for exactly the rows it needs and copies them out.
+
+GPUs: with a llama-cpp-python built for CUDA, Metal, Vulkan, ... (`llama_supports_gpu_offload`)
+every layer is offloaded by default (`gpu_layers`, llama.cpp's meaning of the count); which
+device each layer went to is read from llama.cpp's own load log, and named in `device`.
 """
 
 from __future__ import annotations
 
 import ctypes
+import re
 from collections import deque
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,20 +22,31 @@ import llama_cpp
 import numpy as np
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
-from ..costs import usable_cpus
-from ..errors import SpecpairError
-from ..gguf_meta import read_metadata
-from . import BackendConfig, as_messages, check_eval, check_rewind
+from ..core.backend import as_messages, check_eval, check_rewind
+from ..core.text import piece_bytes
+from ..errors import EngineError, InvalidOption, ModelError
+from ..models.gguf import read_metadata
+from . import ALL_LAYERS, BackendConfig
+from .device import cpu_device, usable_cpus
 
-# llama.cpp logs to stderr by default; keep its last lines to explain failures instead.
+# llama.cpp logs to stderr by default; keep its last lines to explain failures instead, and
+# during a load, the lines that say where each layer went.
 _LOG: deque[str] = deque(maxlen=8)
+_LOAD: list[str] = []
+_GGML_WARN, _GGML_ERROR = 3, 4
+_ASSIGNED = re.compile(r"layer\s+\d+ assigned to device (\S+?),")
+_USING = re.compile(r"using device (\S+) \(([^)]*)\)")
 
 
 @llama_cpp.llama_log_callback
 def _log_callback(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
     line = text.decode("utf-8", errors="replace").strip()
-    if line and level in (2, 3):  # GGML_LOG_LEVEL_WARN, GGML_LOG_LEVEL_ERROR
+    if not line:
+        return
+    if level in (_GGML_WARN, _GGML_ERROR):
         _LOG.append(line)
+    if "assigned to device" in line or "using device" in line:
+        _LOAD.append(line)
 
 
 llama_cpp.llama_log_set(_log_callback, ctypes.c_void_p(0))
@@ -54,13 +70,31 @@ def _tokenize(vocab, text: str, add_bos: bool) -> list[int]:
     return list(buf[:n])
 
 
-def _piece(vocab, token: int) -> bytes:
-    buf = ctypes.create_string_buffer(256)
-    n = llama_cpp.llama_token_to_piece(vocab, token, buf, len(buf), 0, True)
-    if n < 0:
-        buf = ctypes.create_string_buffer(-n)
-        n = llama_cpp.llama_token_to_piece(vocab, token, buf, len(buf), 0, True)
-    return buf.raw[:n]
+def supports_gpu_offload() -> bool:
+    """Whether this llama-cpp-python was built with a GPU backend (CUDA, Metal, Vulkan, ...)."""
+    return bool(llama_cpp.llama_supports_gpu_offload())
+
+
+def gpu_layers_for(requested: int | None) -> int:
+    """llama.cpp's n_gpu_layers for a requested count: all by default where the build can
+    offload, else 0; a count on a build that cannot offload is the user's mistake."""
+    if requested is None:
+        return ALL_LAYERS if supports_gpu_offload() else 0
+    if requested != 0 and not supports_gpu_offload():
+        raise InvalidOption(
+            f"{{gpu_layers}} {'all' if requested == ALL_LAYERS else requested}: this "
+            "llama-cpp-python cannot offload to a GPU (built for the CPU only): reinstall it with "
+            "CMAKE_ARGS=-DGGML_CUDA=on (NVIDIA) or -DGGML_METAL=on (Apple), or pass 0")
+    return requested
+
+
+def placement(lines: Sequence[str]) -> tuple[int, int, str | None]:
+    """(layers on a GPU, layers in all, the GPU's name) from llama.cpp's load log."""
+    devices = [m.group(1) for line in lines if (m := _ASSIGNED.search(line))]
+    names = {m.group(1): m.group(2) for line in lines if (m := _USING.search(line))}
+    on_gpu = [d for d in devices if d != "CPU"]
+    gpu = names.get(on_gpu[0], on_gpu[0]) if on_gpu else None
+    return len(on_gpu), len(devices), gpu
 
 
 class LlamaCppVocab:
@@ -72,7 +106,7 @@ class LlamaCppVocab:
         params.vocab_only = True
         self._model = llama_cpp.llama_model_load_from_file(path.encode(), params)
         if not self._model:
-            raise SpecpairError(f"llama.cpp could not read the tokenizer of {path}" + _last_log())
+            raise ModelError(f"llama.cpp could not read the tokenizer of {path}" + _last_log())
         self._vocab = llama_cpp.llama_model_get_vocab(self._model)
 
     def tokenize(self, text: str, *, add_bos: bool = False) -> list[int]:
@@ -93,11 +127,15 @@ class LlamaCppBackend:
         n_ctx_train = int(meta.get(f"{arch}.context_length", config.n_ctx))
 
         model_params = llama_cpp.llama_model_default_params()
-        model_params.n_gpu_layers = 0
+        self.gpu_layers = gpu_layers_for(config.gpu_layers)
+        model_params.n_gpu_layers = self.gpu_layers
         _LOG.clear()
+        _LOAD.clear()
         self._model = llama_cpp.llama_model_load_from_file(path.encode(), model_params)
+        self.offloaded_layers, self.n_layers, gpu = placement(_LOAD)
+        self.device = gpu if gpu else cpu_device()
         if not self._model:
-            raise SpecpairError(
+            raise ModelError(
                 f"llama.cpp could not load {path} (truncated, corrupt, or architecture {arch!r} "
                 "unsupported by this llama-cpp-python): re-download the file or upgrade"
                 + _last_log()
@@ -115,20 +153,28 @@ class LlamaCppBackend:
         self._ctx = llama_cpp.llama_init_from_model(self._model, ctx_params)
         if not self._ctx:
             self.close()
-            raise SpecpairError(f"llama.cpp could not create a context of {self.n_ctx} tokens "
-                                f"for {path}: lower --n-ctx")
+            raise EngineError(f"llama.cpp could not create a context of {self.n_ctx} tokens "
+                              f"for {path}: pass a smaller {{n_ctx}}")
         self._memory = llama_cpp.llama_get_memory(self._ctx)
         self._batch = llama_cpp.llama_batch_init(N_BATCH, 0, 1)
         self._tokens: list[int] = []
         self._pieces: dict[int, bytes] = {}
+        # token strings and types from the header, for the one token->bytes decoder
+        self._strings = meta.get("tokenizer.ggml.tokens") or []
+        self._types = meta.get("tokenizer.ggml.token_type") or []
+        self._byte_level = meta.get("tokenizer.ggml.model") == "gpt2"
         self.eos_ids = frozenset(
             i for i in range(self.n_vocab) if llama_cpp.llama_vocab_is_eog(self._vocab, i)
         )
         self._chat_template = meta.get("tokenizer.chat_template")
 
     @property
+    def n_past(self) -> int:
+        return len(self._tokens)
+
+    @property
     def tokens(self) -> list[int]:
-        return list(self._tokens)
+        return self._tokens  # a view: the protocol says not to modify it
 
     def tokenize(self, text: str, *, add_bos: bool = True) -> list[int]:
         return _tokenize(self._vocab, text, add_bos)
@@ -136,13 +182,18 @@ class LlamaCppBackend:
     def token_bytes(self, token: int) -> bytes:
         piece = self._pieces.get(token)
         if piece is None:
-            piece = self._pieces[token] = _piece(self._vocab, token)
+            if 0 <= token < len(self._strings):
+                kind = self._types[token] if token < len(self._types) else 1
+                piece = piece_bytes(self._strings[token], kind, byte_level=self._byte_level)
+            else:
+                piece = b""
+            self._pieces[token] = piece
         return piece
 
     def chat_prompt(self, messages: str | list[dict]) -> str:
         if not self._chat_template:
-            raise SpecpairError(f"{self.name} has no chat template in its metadata: "
-                                "drop --chat and write the prompt in the model's format")
+            raise ModelError(f"{self.name} has no chat template in its metadata: pass "
+                             "chat=False and write the prompt in the model's format")
         bos = self.token_bytes(llama_cpp.llama_vocab_bos(self._vocab)).decode(errors="replace")
         eos = self.token_bytes(llama_cpp.llama_vocab_eos(self._vocab)).decode(errors="replace")
         try:
@@ -150,8 +201,8 @@ class LlamaCppBackend:
                                             add_generation_prompt=True)
             return formatter(messages=as_messages(messages)).prompt
         except jinja2.TemplateError as e:
-            raise SpecpairError(f"{self.name}: its chat template is broken ({e}): drop --chat "
-                                "and write the prompt in the model's format") from None
+            raise ModelError(f"{self.name}: its chat template is broken ({e}): pass "
+                             "chat=False and write the prompt in the model's format") from None
 
     def eval(self, tokens: Sequence[int], *, all_logits: bool = True) -> np.ndarray:
         check_eval(len(self._tokens), len(tokens), self.n_ctx)
@@ -171,8 +222,9 @@ class LlamaCppBackend:
                     b.logits[i] = all_logits or (last_chunk and i == len(chunk) - 1)
                 status = llama_cpp.llama_decode(self._ctx, b)
                 if status != 0:
-                    raise SpecpairError(f"llama.cpp failed to evaluate {len(chunk)} tokens "
-                                        f"(status {status}): lower --n-ctx or --draft-tokens")
+                    raise EngineError(f"llama.cpp failed to evaluate {len(chunk)} tokens "
+                                      f"(status {status}): pass a smaller {{n_ctx}} or "
+                                      "{draft_tokens}")
                 n_out = len(chunk) if all_logits else int(last_chunk)
                 if n_out:
                     ptr = llama_cpp.llama_get_logits(self._ctx)
@@ -186,8 +238,8 @@ class LlamaCppBackend:
     def rewind(self, n_past: int) -> None:
         check_rewind(n_past, len(self._tokens))
         if not llama_cpp.llama_memory_seq_rm(self._memory, 0, n_past, -1):
-            raise SpecpairError(f"{self.name}: llama.cpp cannot rewind this model's cache "
-                                "(recurrent architecture?), so it cannot verify drafts")
+            raise EngineError(f"{self.name}: llama.cpp cannot rewind this model's cache "
+                              "(recurrent architecture?), so it cannot verify drafts")
         del self._tokens[n_past:]
 
     def close(self) -> None:

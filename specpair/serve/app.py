@@ -1,12 +1,21 @@
 """The HTTP layer: FastAPI routes in the shape of OpenAI's API, SSE streaming (sse-starlette),
 Prometheus metrics, and the chat page. Generation runs in the engine's worker thread (engine.py);
-this module validates, queues, streams and cancels."""
+this module validates, queues, streams and cancels.
+
+Errors: a request the client got wrong is a 4xx with an OpenAI-style body; anything else is a
+500 with the same shape and no traceback in the response (the log has it). Bodies are read
+under the size limit as they arrive: a chunked body over it is refused after the limit, not
+after it has all been read.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import hashlib
 import hmac
 import json
+import logging
 import time
 from dataclasses import dataclass
 from importlib import resources
@@ -17,26 +26,27 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from sse_starlette.sse import EventSourceResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..decode import MAX_DRAFT_TOKENS, DecodeConfig
+from ..core.decode import MAX_DRAFT_TOKENS, DecodeConfig
+from ..core.prompt import encode_prompt
+from ..core.sampling import SamplingConfig
 from ..errors import SpecpairError
-from ..prompt import encode_prompt
-from ..sampling import SamplingConfig
 from . import schemas
 from .engine import Engine, Job, QueueFull
 from .engine import Request as GenRequest
 from .metrics import Metrics
 
 RETRY_AFTER_SECONDS = 2
+log = logging.getLogger("specpair.serve")
 
 
 @dataclass(frozen=True, kw_only=True)
 class ServeSettings:
     model: str  # the name /v1/models lists
-    draft: str = "auto"  # auto | none | ngram | model
-    draft_tokens: int | None = None  # None: 4 for fixed drafters, 16 for auto
+    draft: str = "auto"  # auto | none | ngram | suffix | model
+    draft_tokens: int | None = None  # None: the pair's default
     max_tokens_cap: int = 4096
     default_max_tokens: int = 256
-    api_key: str | None = None
+    api_keys: tuple[str, ...] = ()
     max_body_bytes: int = 1 << 20
     sampling: SamplingConfig = SamplingConfig()  # server defaults, overridden per request
     stop: tuple[str, ...] = ()
@@ -55,11 +65,67 @@ def _error(status: int, message: str, *, kind: str = "invalid_request_error",
                         headers=headers)
 
 
+class BodyLimit:
+    """ASGI middleware: a request body over `limit` bytes gets 413 as soon as it crosses the
+    limit, whether it came with a Content-Length or chunked."""
+
+    def __init__(self, app, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["method"] != "POST":
+            return await self.app(scope, receive, send)
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.limit:
+            return await self._refuse(scope, receive, send)
+        chunks, size, more = [], 0, True
+        while more:  # read the body here, bounded, then hand it on
+            message = await receive()
+            if message["type"] != "http.request":
+                return await self.app(scope, _replay([message]), send)
+            size += len(message.get("body", b""))
+            if size > self.limit:
+                return await self._refuse(scope, receive, send)
+            chunks.append(message.get("body", b""))
+            more = message.get("more_body", False)
+        body = {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+        return await self.app(scope, _replay([body], receive), send)
+
+    async def _refuse(self, scope, receive, send) -> None:
+        response = _error(413, f"request body over {self.limit} bytes")
+        await response(scope, receive, send)
+
+
+def _replay(messages: list, then=None):
+    async def receive():
+        if messages:
+            return messages.pop(0)
+        if then is not None:
+            return await then()
+        return {"type": "http.disconnect"}
+    return receive
+
+
+def partition_of(token: str) -> str:
+    """An API key's suffix-tree partition: a digest, so the key itself is kept nowhere."""
+    return hashlib.sha256(token.encode()).hexdigest()[:16] if token else ""
+
+
 def create_app(engine: Engine, settings: ServeSettings) -> FastAPI:
     metrics = Metrics()
-    app = FastAPI(title="specpair", docs_url=None, redoc_url=None)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        yield
+        # uvicorn has given in-flight requests their grace and cancelled the rest; the event
+        # loop is still open here, so the jobs' callbacks can still reach it
+        await asyncio.get_running_loop().run_in_executor(
+            None, lambda: engine.shutdown(cancel_after=0.0))
+
+    app = FastAPI(title="specpair", docs_url=None, redoc_url=None, lifespan=lifespan)
     app.state.engine, app.state.settings, app.state.metrics = engine, settings, metrics
-    engine.observe(lambda job, stats: metrics.record(stats, job.reused_tokens))
+    engine.observe(lambda job, stats: metrics.record(stats, stats.cached_tokens))
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
 
     # -- errors: always an OpenAI-style body, never a traceback --------------------------
     @app.exception_handler(RequestValidationError)
@@ -68,8 +134,8 @@ def create_app(engine: Engine, settings: ServeSettings) -> FastAPI:
         loc = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
         if first.get("type") == "json_invalid":
             return _error(400, "the request body is not valid JSON")
-        return _error(400, f"{loc or 'body'}: {first.get('msg', 'invalid value')}",
-                      param=loc or None)
+        msg = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
+        return _error(400, f"{loc or 'body'}: {msg}", param=loc or None)
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError):
@@ -83,26 +149,22 @@ def create_app(engine: Engine, settings: ServeSettings) -> FastAPI:
 
     @app.exception_handler(Exception)
     async def _internal(request: Request, exc: Exception):
+        log.error("internal error on %s", request.url.path, exc_info=exc)
         return _error(500, f"internal error: {type(exc).__name__}", kind="server_error")
 
-    # -- size limit and API key, before any route reads the body -------------------------
+    # -- API keys -------------------------------------------------------------------------
     @app.middleware("http")
     async def _guard(request: Request, call_next):
         path = request.url.path
         protected = path.startswith("/v1/") or path == "/metrics"
-        if protected and settings.api_key:
+        if protected and settings.api_keys:
             given = request.headers.get("authorization", "")
             token = given[7:] if given.lower().startswith("bearer ") else ""
-            if not hmac.compare_digest(token.encode(), settings.api_key.encode()):
+            if not any(hmac.compare_digest(token.encode(), k.encode())
+                       for k in settings.api_keys):
                 return _error(401, "invalid or missing API key: send 'Authorization: Bearer "
                                    "KEY'", kind="authentication_error")
-        length = request.headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > settings.max_body_bytes:
-            return _error(413, f"request body over {settings.max_body_bytes} bytes")
-        if request.method == "POST" and length is None:  # chunked: no length to check first
-            body = await request.body()  # starlette keeps it for the route
-            if len(body) > settings.max_body_bytes:
-                return _error(413, f"request body over {settings.max_body_bytes} bytes")
+            request.state.partition = partition_of(token)
         return await call_next(request)
 
     # -- routes ---------------------------------------------------------------------------
@@ -120,6 +182,7 @@ def create_app(engine: Engine, settings: ServeSettings) -> FastAPI:
     async def metrics_route():
         metrics.waiting.set(engine.queue_length)
         metrics.running.set(1 if engine.busy else 0)
+        metrics.set_suffix(engine.suffix_stats())
         return Response(metrics.exposition(), media_type="text/plain; version=0.0.4")
 
     @app.get("/", response_class=HTMLResponse)
@@ -140,19 +203,20 @@ def create_app(engine: Engine, settings: ServeSettings) -> FastAPI:
         return await _generate(request, body, text, "completion")
 
     async def _generate(request: Request, body, content, kind: str):
-        gen = _build_request(engine, settings, body, content, kind)
+        partition = getattr(request.state, "partition", "")
+        gen = await asyncio.get_running_loop().run_in_executor(
+            None, lambda: _build_request(engine, settings, body, content, kind, partition))
         rid = schemas.new_id("chatcmpl" if kind == "chat" else "cmpl")
         loop = asyncio.get_running_loop()
         events: asyncio.Queue = asyncio.Queue()
         t0 = time.perf_counter()
 
-        def on_step(text, step, pieces):
-            loop.call_soon_threadsafe(events.put_nowait, ("step", text, pieces))
+        def post(event) -> None:  # from the worker thread; the loop may be gone at shutdown
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(events.put_nowait, event)
 
-        def on_done(stats, error):
-            loop.call_soon_threadsafe(events.put_nowait, ("done", stats, error))
-
-        job = Job(gen, on_step, on_done)
+        job = Job(gen, lambda piece: post(("piece", piece)),
+                  lambda stats, error, internal: post(("done", stats, error, internal)))
         try:
             engine.submit(job)
         except QueueFull as e:
@@ -160,22 +224,22 @@ def create_app(engine: Engine, settings: ServeSettings) -> FastAPI:
                            headers={"Retry-After": str(RETRY_AFTER_SECONDS)}) from None
         endpoint = request.url.path
 
-        def finished(stats, status: int) -> None:
+        def finished(status: int) -> None:
             metrics.requests.labels(endpoint=endpoint, status=str(status)).inc()
             metrics.request_seconds.observe(time.perf_counter() - t0)
 
         if body.stream:
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
             return EventSourceResponse(
-                _stream(job, events, kind, rid, settings.model, include_usage, finished),
-                ping=15, sep="\n")
-        return await _collect(job, events, request, kind, rid, settings.model, finished)
+                _stream(engine, job, events, kind, rid, settings.model, include_usage,
+                        finished), ping=15, sep="\n")
+        return await _collect(engine, job, events, request, kind, rid, settings.model, finished)
 
     return app
 
 
 def _build_request(engine: Engine, settings: ServeSettings, body, content, kind: str,
-                   ) -> GenRequest:
+                   partition: str) -> GenRequest:
     """Validate a request against the server's limits and tokenize it."""
     limit = body.limit() or min(settings.default_max_tokens, settings.max_tokens_cap)
     if limit > settings.max_tokens_cap:
@@ -183,17 +247,21 @@ def _build_request(engine: Engine, settings: ServeSettings, body, content, kind:
                             f"{settings.max_tokens_cap}", param="max_tokens")
     spec = body.speculative or schemas.Speculative()
     draft = spec.draft or settings.draft
-    if draft == "model" and engine.draft_model is None:
-        raise ApiError(400, "speculative.draft 'model': this server has no draft model",
-                       param="speculative.draft")
-    k = spec.k or settings.draft_tokens or (16 if draft == "auto" else 4)
-    try:
-        sampling = SamplingConfig(
-            temperature=body.temperature, top_k=body.top_k, top_p=body.top_p,
-            min_p=body.min_p,
-            seed=body.seed if body.seed is not None else settings.sampling.seed)
-        decode = DecodeConfig(max_tokens=limit, draft_tokens=min(k, MAX_DRAFT_TOKENS),
-                              sampling=sampling, stop=body.stops() or settings.stop)
+    if draft == "model":
+        if settings.draft != "model":
+            raise ApiError(400, "speculative.draft 'model': this server has no draft model",
+                           param="speculative.draft")
+        draft = None  # the pair's own model draft
+    k = spec.k or settings.draft_tokens
+    seed = body.seed if body.seed is not None else settings.sampling.seed
+    options = {"temperature": body.temperature, "top_k": body.top_k, "top_p": body.top_p,
+               "min_p": body.min_p, "seed": seed, "max_tokens": limit,
+               "stop": body.stops() or settings.stop, "draft": draft,
+               "draft_tokens": min(k, MAX_DRAFT_TOKENS) if k else None, "kind": kind}
+    try:  # the same checks a generation would make, before it queues
+        SamplingConfig(temperature=body.temperature, top_k=body.top_k, top_p=body.top_p,
+                       min_p=body.min_p, seed=seed)
+        DecodeConfig(max_tokens=limit)
         prompt = encode_prompt(engine.target, content, chat=kind == "chat")
     except SpecpairError as e:
         raise ApiError(400, str(e)) from None
@@ -203,78 +271,79 @@ def _build_request(engine: Engine, settings: ServeSettings, body, content, kind:
         raise ApiError(400, f"the prompt is {len(prompt)} tokens but the context holds "
                             f"{engine.target.n_ctx}: shorten it", param="messages"
                        if kind == "chat" else "prompt")
-    return GenRequest(prompt=prompt, decode=decode, draft=draft, kind=kind)
+    return GenRequest(prompt=prompt, options=options, kind=kind, partition=partition)
 
 
-async def _collect(job: Job, events: asyncio.Queue, request: Request, kind: str, rid: str,
-                   model: str, finished):
+def _status(error: str, internal: bool) -> int:
+    return 503 if "shutting down" in error else 500 if internal else 400
+
+
+async def _collect(engine: Engine, job: Job, events: asyncio.Queue, request: Request, kind: str,
+                   rid: str, model: str, finished):
     """A non-streaming response: wait for the job, cancelling it if the client leaves (or the
     server shuts down and cancels this handler)."""
     try:
-        return await _wait(job, events, request, kind, rid, model, finished)
+        pieces: list[str] = []
+        while True:
+            try:
+                event = await asyncio.wait_for(events.get(), timeout=0.25)
+            except (asyncio.TimeoutError, TimeoutError):  # distinct types before Python 3.11
+                if await request.is_disconnected():
+                    engine.cancel(job)
+                continue
+            if event[0] == "piece":
+                pieces.append(event[1].text)
+                continue
+            _, stats, error, internal = event
+            if error is not None:
+                status = _status(error, internal)
+                finished(status)
+                return _error(status, error, kind="invalid_request_error" if status == 400
+                              else "server_error")
+            finished(200)
+            return schemas.completion(kind, model, rid, "".join(pieces), stats,
+                                      job.result.drafter, stats.cached_tokens)
     finally:
-        job.cancelled.set()  # a no-op once the job is done
+        engine.cancel(job)  # a no-op once the job is done
 
 
-async def _wait(job: Job, events: asyncio.Queue, request: Request, kind: str, rid: str,
-                model: str, finished):
-    pieces: list[str] = []
-    while True:
-        try:
-            event = await asyncio.wait_for(events.get(), timeout=0.25)
-        except TimeoutError:
-            if await request.is_disconnected():
-                job.cancelled.set()
-            continue
-        if event[0] == "step":
-            pieces.append(event[1])
-            continue
-        _, stats, error = event
-        if error is not None:
-            finished(stats, 400 if "shutting down" not in error else 503)
-            status = 503 if "shutting down" in error else 400
-            return _error(status, error, kind="invalid_request_error" if status == 400
-                          else "server_error")
-        finished(stats, 200)
-        return schemas.completion(kind, model, rid, "".join(pieces), stats, job.drafter_name,
-                                  job.reused_tokens)
-
-
-async def _stream(job: Job, events: asyncio.Queue, kind: str, rid: str, model: str,
-                  include_usage: bool, finished):
-    """SSE events: a role chunk, one chunk per verification round (with where each piece of
-    text came from), a final chunk with the finish reason and `speculative` statistics, the
-    usage chunk when asked, then [DONE]. A client that disconnects cancels the job."""
+async def _stream(engine: Engine, job: Job, events: asyncio.Queue, kind: str, rid: str,
+                  model: str, include_usage: bool, finished):
+    """SSE events: a role chunk, one chunk per piece of text (with where it came from), a final
+    chunk with the finish reason and `speculative` statistics, the usage chunk when asked, then
+    [DONE]. A client that disconnects cancels the job."""
     try:
         if kind == "chat":
             yield {"data": json.dumps(schemas.chunk(kind, model, rid, role=True, text=""))}
         while True:
             event = await events.get()
-            if event[0] == "step":
-                _, text, pieces = event
-                if text or pieces:
+            if event[0] == "piece":
+                piece = event[1]
+                if piece.text or piece.tokens:
                     yield {"data": json.dumps(schemas.chunk(
-                        kind, model, rid, text=text, pieces=[list(p) for p in pieces]))}
+                        kind, model, rid, text=piece.text,
+                        pieces=[[piece.text, piece.from_draft, len(piece.tokens)]]))}
                 continue
-            _, stats, error = event
+            _, stats, error, internal = event
             if error is not None:
-                finished(stats, 500)
-                yield {"data": json.dumps(schemas.error_body(error, kind="server_error"))}
+                finished(_status(error, internal))
+                yield {"data": json.dumps(schemas.error_body(
+                    error, kind="server_error" if internal else "invalid_request_error"))}
                 break
             final = schemas.chunk(kind, model, rid, text="" if kind == "chat" else None,
                                   finish=schemas.finish_reason(stats))
-            final["speculative"] = schemas.speculative(stats, job.drafter_name,
-                                                       job.reused_tokens)
+            final["speculative"] = schemas.speculative(stats, job.result.drafter,
+                                                       stats.cached_tokens)
             yield {"data": json.dumps(final)}
             if include_usage:
                 tail = {"id": rid, "object": final["object"], "created": final["created"],
                         "model": model, "choices": [],
-                        "usage": schemas.usage(stats, job.reused_tokens)}
+                        "usage": schemas.usage(stats, stats.cached_tokens)}
                 yield {"data": json.dumps(tail)}
-            finished(stats, 200)
+            finished(200)
             break
         yield {"data": "[DONE]"}
     finally:
         # normally a no-op (the job is done); if the client went away mid-stream, this
         # stops the generation within one verification round and frees the model
-        job.cancelled.set()
+        engine.cancel(job)

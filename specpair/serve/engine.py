@@ -1,32 +1,29 @@
-"""One model instance serving requests one at a time, in FIFO order, from a bounded queue.
+"""One model pair serving requests one at a time, in FIFO order, from a bounded queue.
 
-The HTTP layer (app.py) submits a `Job`; a single worker thread runs the decode loop for it and
-hands each step to the job's listener. Everything here is synchronous and HTTP-free: the app
-bridges it to asyncio. A job can be cancelled at any time (client gone, shutdown): the worker
-checks between verification rounds, so a cancelled generation stops within one round and the
-generator's `finally` leaves the caches consistent.
+The HTTP layer (app.py) submits a `Job`; a single worker thread runs the pair's generation for
+it (`Pair.stream`) and hands each piece of text to the job's listener. Everything here is
+synchronous and HTTP-free: the app bridges it to asyncio. A job can be cancelled at any time
+(client gone, shutdown): the worker checks between pieces, so a cancelled generation stops
+within one verification round and the generator's `finally` leaves the caches consistent.
+Cancelled jobs that are still waiting leave the queue at once: they never count against
+--max-queue.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import numpy as np
-
-from ..backends import Backend, BackendConfig, common_prefix
-from ..check import Comparison
-from ..decode import DecodeConfig, generate_text
-from ..drafters import Draft, Drafter, NgramDrafter
+from ..core.stats import DecodeStats
 from ..errors import SpecpairError
-from ..pairing import drafter_for
-from ..sampling import SamplingConfig
-from ..stats import DecodeStats, Step
+from ..generation import Generation, Piece
+from ..pair import Pair
 
-DRAFTS = ("auto", "none", "ngram")
+log = logging.getLogger("specpair.serve")
 
 
 class QueueFull(Exception):
@@ -38,45 +35,28 @@ class Request:
     """A generation request, already validated and tokenized."""
 
     prompt: list[int]
-    decode: DecodeConfig
-    draft: str  # auto | none | ngram | model
-    kind: str  # "chat" or "completion": auto keeps acceptance priors per kind
-
-
-@dataclass(frozen=True)
-class DraftModel:
-    """The server's draft model: where it is (for cost keys) and how to load its backend."""
-
-    name: str
-    engine: str
-    path: str
-    size: int
-    load: Callable[[], Backend]
-    comparison: Comparison  # check_pair's verdict: how the pair drafts (pairing.py)
+    options: dict  # keywords of Pair.stream: sampling, max_tokens, stop, draft, draft_tokens
+    kind: str  # "chat" or "completion"
+    partition: str = ""  # whose global suffix tree it reads and feeds (an API key's)
 
 
 @dataclass
 class Job:
     request: Request
-    on_step: Callable[[str, Step, list[tuple[str, bool, int]]], None]  # text, step, pieces
-    on_done: Callable[[DecodeStats, str | None], None]  # stats, error message
+    on_piece: Callable[[Piece], None]
+    on_done: Callable[[DecodeStats, str | None, bool], None]  # stats, error, internal
     cancelled: threading.Event = field(default_factory=threading.Event)
     queued_at: float = field(default_factory=time.perf_counter)
-    drafter_name: str = ""
-    reused_tokens: int = 0
+    result: Generation = field(default_factory=lambda: Generation("", [], DecodeStats(), None,
+                                                                   True))
 
 
 class Engine:
-    def __init__(self, target: Backend, *, engine: str, config: BackendConfig,
-                 max_queue: int, draft_model: DraftModel | None = None,
-                 ngram: tuple[int, int] = (2, 8), draft_p_min: float = 0.0) -> None:
-        self.target = target
-        self.engine, self.config = engine, config
+    def __init__(self, pair: Pair, *, max_queue: int, suffix_cache: str = "key") -> None:
+        self.pair = pair
+        self.target = pair.target
         self.max_queue = max_queue
-        self.draft_model = draft_model  # --draft MODEL, or the one auto may load
-        self._draft_backend: Backend | None = None
-        self.ngram = ngram
-        self.draft_p_min = draft_p_min
+        self.suffix_cache = suffix_cache
         self._waiting: deque[Job] = deque()
         self._cv = threading.Condition()
         self._running: Job | None = None
@@ -86,9 +66,18 @@ class Engine:
         self._thread.start()
 
     # -- the queue ----------------------------------------------------------------------
+    def _purge(self) -> None:
+        """Drop waiting jobs whose clients left (with the lock held)."""
+        gone = [j for j in self._waiting if j.cancelled.is_set()]
+        for job in gone:
+            self._waiting.remove(job)
+        for job in gone:
+            job.on_done(DecodeStats(), "cancelled", False)
+
     @property
     def queue_length(self) -> int:
         with self._cv:
+            self._purge()
             return len(self._waiting)
 
     @property
@@ -99,10 +88,19 @@ class Engine:
         with self._cv:
             if self._closing:
                 raise QueueFull("the server is shutting down")
+            self._purge()
             if len(self._waiting) >= self.max_queue:
                 raise QueueFull(f"{len(self._waiting)} requests are already waiting")
             self._waiting.append(job)
             self._cv.notify()
+
+    def cancel(self, job: Job) -> None:
+        """The client is gone: stop the job (within a round) or take it out of the queue."""
+        job.cancelled.set()
+        with self._cv:
+            if job in self._waiting:
+                self._waiting.remove(job)
+                job.on_done(DecodeStats(), "cancelled", False)
 
     def observe(self, fn: Callable[[Job, DecodeStats], None]) -> None:
         """Call fn(job, stats) after every finished job (metrics)."""
@@ -110,7 +108,7 @@ class Engine:
 
     def shutdown(self, *, cancel_after: float) -> None:
         """Stop taking jobs; let the running one finish for up to `cancel_after` seconds, then
-        cancel it and everything still waiting."""
+        cancel it; everything still waiting is cancelled at once."""
         with self._cv:
             self._closing = True
             waiting = list(self._waiting)
@@ -118,14 +116,14 @@ class Engine:
             self._cv.notify_all()
         for job in waiting:
             job.cancelled.set()
-            job.on_done(DecodeStats(), "the server is shutting down")
+            job.on_done(DecodeStats(), "the server is shutting down", False)
         deadline = time.monotonic() + cancel_after
         while self._running is not None and time.monotonic() < deadline:
             time.sleep(0.02)
         running = self._running
         if running is not None:
             running.cancelled.set()
-        self._thread.join(timeout=max(1.0, cancel_after))
+        self._thread.join(timeout=max(5.0, cancel_after))
 
     def _work(self) -> None:
         while True:
@@ -142,91 +140,39 @@ class Engine:
                 self._running = None
 
     # -- one generation -----------------------------------------------------------------
-    def _drafter(self, request: Request, rng: np.random.Generator):
-        """The drafter for one request (built per request: it carries the request's sampling),
-        and the auto plan when there is one."""
-        sampling = request.decode.sampling
-        ngram = NgramDrafter(n_min=self.ngram[0], n_max=self.ngram[1])
-        if request.draft == "none":
-            return None, None
-        if request.draft == "ngram":
-            return ngram, None
-        if request.draft == "model":
-            return self._model_drafter(sampling, rng), None
-        from ..auto import ModelOption, plan
-
-        options = []
-        m = self.draft_model
-        if m is not None:
-            options.append(ModelOption(name=m.name, engine=m.engine, path=m.path, size=m.size,
-                                       load=lambda: self._model_drafter(sampling, rng)))
-        p = plan(self.target, self.engine, self.config, ngram=ngram, models=options,
-                 kind=request.kind)
-        return p.drafter, p
-
-    def _model_drafter(self, sampling: SamplingConfig, rng) -> Drafter:
-        if self.draft_model is None:
-            raise SpecpairError("this server has no draft model: start it with --draft MODEL")
-        if self._draft_backend is None:
-            self._draft_backend = self.draft_model.load()
-        return drafter_for(self._draft_backend, self.draft_model.comparison, target=self.target,
-                           sampling=sampling, rng=rng, p_min=self.draft_p_min)
-
     def _run(self, job: Job) -> None:
         request = job.request
-        stats = DecodeStats()
-        error = None
         if job.cancelled.is_set():
-            job.on_done(stats, "cancelled")
+            job.on_done(job.result.stats, "cancelled", False)
             return
+        error, internal = None, False
+        pieces = self.pair.stream(tokens=request.prompt, result=job.result,
+                                  suffix_cache=self.suffix_cache,
+                                  partition=request.partition, **request.options)
         try:
-            rng = np.random.default_rng(request.decode.sampling.seed)
-            t0 = time.perf_counter()
-            drafter, plan_ = self._drafter(request, rng)
-            stats.setup_seconds = time.perf_counter() - t0
-            job.drafter_name = getattr(drafter, "name", "none")
-            job.reused_tokens = common_prefix(self.target.tokens, request.prompt[:-1])
-            pieces = _Provenance(self.target)
-            for text, step in generate_text(self.target, drafter, request.prompt,
-                                            config=request.decode, rng=rng, stats=stats):
-                job.on_step(text, step, pieces.add(step))
+            for piece in pieces:
+                job.on_piece(piece)
                 if job.cancelled.is_set():
-                    stats.finish = "cancelled"
+                    job.result.stats.finish = "cancelled"
                     break
-            if plan_ is not None:
-                from ..auto import remember
-
-                remember(plan_, config=self.config)
         except SpecpairError as e:
             error = str(e)
-        except Exception as e:  # never let one request kill the worker
-            error = f"internal error: {type(e).__name__}: {e}"
+        except Exception as e:  # never let one request kill the worker; log it whole
+            log.exception("internal error in a generation")
+            error, internal = f"internal error: {type(e).__name__}", True
+        finally:
+            pieces.close()
         for fn in self._observers:
-            fn(job, stats)
-        job.on_done(stats, error)
+            fn(job, job.result.stats)
+        job.on_done(job.result.stats, error, internal)
+
+    def suffix_stats(self) -> dict:
+        """The global suffix trees' sizes, summed over partitions (for /metrics)."""
+        total = {"requests": 0, "tokens": 0, "nodes": 0, "bytes": 0}
+        for cache in self.pair.suffix_caches().values():
+            for k, v in cache.stats().items():
+                total[k] += v
+        return total
 
 
-class _Provenance:
-    """Each step's text split by origin: the accepted draft tokens, then the target's own token
-    (a correction or a bonus). Decoded incrementally like the main text; for display."""
-
-    def __init__(self, backend: Backend) -> None:
-        import codecs
-
-        self._backend = backend
-        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-
-    def add(self, step: Step) -> list[tuple[str, bool, int]]:
-        """[(text, from_draft, number of tokens)] for one step."""
-        out = []
-        for from_draft, tokens in ((True, step.tokens[: step.n_accepted]),
-                                   (False, step.tokens[step.n_accepted:])):
-            data = b"".join(self._backend.token_bytes(t) for t in tokens
-                            if t not in self._backend.eos_ids)
-            text = self._decoder.decode(data)
-            if tokens:
-                out.append((text, from_draft, len(tokens)))
-        return out
-
-
-__all__ = ["DRAFTS", "Draft", "Engine", "Job", "QueueFull", "Request"]
+__all__ = ["Engine", "Job", "QueueFull", "Request"]

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from ..stats import DecodeStats
+from ..core.stats import DecodeStats
 
 PREFIX = "specpair:"
 
@@ -41,6 +41,12 @@ class Metrics:
         self.request_seconds = Histogram(
             f"{PREFIX}request_seconds", "Time from arrival to the last token",
             buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 40, 80, 160), registry=r)
+        self.suffix = {name: Gauge(f"{PREFIX}suffix_tree_{name}", help_, registry=r)
+                       for name, help_ in (
+                           ("requests", "Earlier outputs held by the global suffix trees"),
+                           ("tokens", "Tokens held by the global suffix trees"),
+                           ("nodes", "Nodes of the global suffix trees"),
+                           ("bytes", "Estimated memory of the global suffix trees"))}
 
     def record(self, stats: DecodeStats, reused: int) -> None:
         """Fold one finished generation in."""
@@ -55,6 +61,10 @@ class Metrics:
         self.generation_tokens.inc(stats.new_tokens)
         if stats.new_tokens and stats.decode_seconds:
             self.tokens_per_second.observe(stats.tokens_per_second)
+
+    def set_suffix(self, stats: dict) -> None:
+        for name, gauge in self.suffix.items():
+            gauge.set(stats.get(name, 0))
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

@@ -8,16 +8,16 @@ import time
 import uuid
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from ..stats import DecodeStats
+from ..core.stats import DecodeStats
 
 
 class Speculative(BaseModel):
     """Per-request override of the server's drafter."""
 
     model_config = ConfigDict(extra="forbid")
-    draft: Literal["auto", "none", "ngram", "model"] | None = None
+    draft: Literal["auto", "none", "ngram", "suffix", "model"] | None = None
     k: int | None = Field(default=None, ge=1, le=64)
 
 
@@ -25,10 +25,37 @@ class StreamOptions(BaseModel):
     include_usage: bool = False
 
 
+def _utf8(value: str) -> str:
+    """A string the model can read: JSON allows lone surrogates ("\\ud800"), UTF-8 does not."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("not valid Unicode text (a lone surrogate)") from None
+    return value
+
+
 class Message(BaseModel):
     model_config = ConfigDict(extra="allow")  # name, tool_calls...: accepted, not used
     role: Literal["system", "user", "assistant", "tool", "developer"]
     content: str | list[dict] | None = None
+
+    @field_validator("content")
+    @classmethod
+    def _text(cls, value):
+        if isinstance(value, str):
+            return _utf8(value)
+        if isinstance(value, list):
+            for part in value:
+                if isinstance(part.get("text"), str):
+                    _utf8(part["text"])
+        return value
+
+    @model_validator(mode="after")
+    def _has_content(self):
+        # OpenAI refuses these too: only an assistant turn (tool calls) may omit content
+        if self.content is None and self.role != "assistant":
+            raise ValueError(f"a {self.role} message needs content")
+        return self
 
     def text(self) -> str:
         if isinstance(self.content, list):  # content parts: keep the text ones
@@ -47,9 +74,16 @@ class _Common(BaseModel):
     top_p: float = Field(default=1.0, gt=0.0, le=1.0)
     top_k: int = Field(default=0, ge=0)
     min_p: float = Field(default=0.0, ge=0.0, lt=1.0)
-    seed: int | None = None
+    seed: int | None = Field(default=None, ge=0, lt=2**63)
     stop: str | list[str] | None = None
     n: int = Field(default=1, ge=1, le=1)
+
+    @field_validator("stop")
+    @classmethod
+    def _stop_text(cls, value):
+        for s in [value] if isinstance(value, str) else (value or []):
+            _utf8(s)
+        return value
     stream: bool = False
     stream_options: StreamOptions | None = None
     speculative: Speculative | None = None
@@ -69,6 +103,13 @@ class ChatRequest(_Common):
 
 class CompletionRequest(_Common):
     prompt: str | list[str]
+
+    @field_validator("prompt")
+    @classmethod
+    def _text(cls, value):
+        for s in [value] if isinstance(value, str) else value:
+            _utf8(s)
+        return value
 
     def text(self) -> str:
         if isinstance(self.prompt, list):

@@ -1,0 +1,321 @@
+"""Choosing, every round, which drafter proposes and how many tokens (K), or none at all.
+
+`AdaptiveDrafter` wraps candidate drafters (n-gram lookup, a model) and, before each round,
+predicts each one's speedup with the adviser's formula over what it has learned so far:
+- the target's verify cost for every batch size, from the rounds themselves (`CostCurve`);
+- each drafter's cost per token, from the rounds it drafted;
+- each drafter's acceptance by position, decayed so it follows the text.
+
+It proposes with the best one, or returns an empty draft (a plain step) when nothing is predicted
+to beat plain decoding. Regret stays bounded in two ways:
+- drafters that cost nothing to ask (`free`, the n-gram lookup) are asked every round and their
+  proposals judged against what the target then produced ("shadow" rounds): their acceptance is
+  learned without spending a single target evaluation on them;
+- a drafter that costs something is tried only when predicted to win, and, while plain decoding
+  is chosen, probed with K = 1 once every PROBE_EVERY rounds: at most one cheap losing round in
+  PROBE_EVERY.
+
+The decode loop reports each round back through `observe(step)`: its timings feed the cost model.
+A paid drafter's cost per token is its drafting time less its catch-up (`sync_seconds`, the
+tokens committed since its last proposal: long after plain rounds, and never part of what a
+drafted token costs), over the tokens it drafted; every drafted token is one evaluation of the
+draft, the first included (drafters/model.py), so K = 1 probes measure it as well as K = 16.
+The catch-up of a round that follows the same drafter's round is the per-call cost.
+
+Curve points stored by earlier runs but not yet seen this run may be stale (measured on a busy
+machine, or before an upgrade). Once every EXPLORE_EVERY rounds in which they are all that stops
+a free drafter from drafting, auto drafts anyway as if they were unmeasured: a re-measurement
+with regret bounded by one round in EXPLORE_EVERY.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from ..core.drafter import Draft, Drafter
+from ..core.stats import Step
+from .costmodel import MIN_PREDICTED_SPEEDUP, CostModel, predicted_speedup
+from .curve import CostCurve
+
+DECAY = 0.9  # per judged round: acceptance counts have a memory of about 10 rounds
+PRIOR_ROUNDS = 4.0  # how many rounds a prior acceptance is worth
+PROBE_EVERY = 32  # plain rounds between two K = 1 probes of a drafter that costs something
+DEFAULT_PRIOR_ALPHA = 0.3  # conservative: a model draft must prove itself before it drafts long
+SHADOW_PENDING = 24  # free proposals awaiting judgement (a K=16 one waits up to 16 rounds)
+EXPLORE_EVERY = 16  # rounds between two re-measurements of stored, unconfirmed curve points
+
+
+@dataclass
+class Acceptance:
+    """Decayed per-position acceptance counts of one drafter (or one kind of its proposals)."""
+
+    reached: list[float]
+    accepted: list[float]
+    observed: int = 0  # positions judged at least once (a measured prior counts)
+
+    @classmethod
+    def prior(cls, alphas: Sequence[float], max_k: int, *, observed: int) -> Acceptance:
+        fill = sum(alphas) / len(alphas) if alphas else DEFAULT_PRIOR_ALPHA
+        full = [alphas[i] if i < len(alphas) else fill for i in range(max_k)]
+        return cls([PRIOR_ROUNDS] * max_k, [PRIOR_ROUNDS * a for a in full], observed)
+
+    @property
+    def alphas(self) -> list[float]:
+        """Per-position conditional acceptance. Position i > 0 carries one pseudo-observation
+        at position i-1's estimate, so positions not drafted lately follow their neighbour
+        instead of keeping a stale value."""
+        out: list[float] = []
+        for a, r in zip(self.accepted, self.reached):
+            out.append((a + out[-1]) / (r + 1) if out else (a / r if r > 1e-6 else 0.0))
+        return out
+
+    def learn(self, n_judged: int, n_accepted: int) -> None:
+        """One round judged positions 0..n_judged-1 and accepted the first n_accepted."""
+        if n_judged <= 0:
+            return
+        self.reached = [r * DECAY for r in self.reached]
+        self.accepted = [a * DECAY for a in self.accepted]
+        for i in range(min(n_judged, len(self.reached))):
+            self.reached[i] += 1
+            self.accepted[i] += i < n_accepted
+        self.observed = max(self.observed, min(n_judged, len(self.reached)))
+
+
+@dataclass
+class Candidate:
+    """One drafter and what is known of it: acceptance overall and per kind of proposal
+    (Draft.kind: an n-gram match of 2 tokens predicts worse than one of 4)."""
+
+    drafter: Drafter
+    free: bool  # costs nothing to ask: judged in shadow every round
+    acceptance: Acceptance
+    seconds_per_token: float = 0.0
+    max_k: int = 16
+    drafted_tokens: int = 0
+    by_kind: dict[str, Acceptance] = field(default_factory=dict)
+    seconds_per_call: float = 0.0  # catch-up in steady drafting (learned)
+    # this run's own measurements, for the cost cache (not blended with what was stored)
+    measured_seconds: float = 0.0
+    measured_tokens: int = 0
+
+    @classmethod
+    def with_prior(cls, drafter: Drafter, *, free: bool, prior: Sequence[float], max_k: int,
+                   seconds_per_token: float = 0.0) -> Candidate:
+        return cls(drafter, free, Acceptance.prior(prior, max_k, observed=len(prior)),
+                   seconds_per_token, max_k)
+
+    @property
+    def name(self) -> str:
+        return self.drafter.name
+
+    @property
+    def alphas(self) -> list[float]:
+        return self.acceptance.alphas
+
+    def of_kind(self, kind: str) -> Acceptance:
+        if not kind:
+            return self.acceptance
+        if kind not in self.by_kind:  # a new kind starts from the conservative default: a kind
+            # seen for the first time (a 2-token match in text that stopped repeating) must
+            # prove itself, in shadow, before it drafts
+            self.by_kind[kind] = Acceptance.prior([], self.max_k, observed=0)
+        return self.by_kind[kind]
+
+    def learn(self, n_judged: int, n_accepted: int, kind: str = "") -> None:
+        self.acceptance.learn(n_judged, n_accepted)
+        if kind:
+            self.of_kind(kind).learn(n_judged, n_accepted)
+
+
+class AdaptiveDrafter(Drafter):
+    def __init__(self, candidates: Sequence[Candidate], curve: CostCurve, *,
+                 max_k: int, min_speedup: float = MIN_PREDICTED_SPEEDUP) -> None:
+        self.candidates = list(candidates)
+        self.curve = curve
+        self.max_k = min(max_k, curve.points - 1)
+        self.min_speedup = min_speedup
+        self.name = "auto" if len(self.candidates) != 1 else f"adaptive {self.candidates[0].name}"
+        self.chosen: list[tuple[str, int]] = []  # (drafter, K) each round; ("plain", 0)
+        self._used: Candidate | None = None  # the drafter of the round in flight
+        self._used_kind = ""
+        self._shadow: list[tuple[Candidate, int, Draft]] = []  # (who, start, proposal)
+        self._plain_rounds = 0
+        self._last: Candidate | None = None  # who drafted the previous round
+        self._explore_rounds = 0
+        self.explored = 0  # rounds drafted to re-measure stored curve points
+        self.cpu_seconds = self.wall_seconds = 0.0  # process CPU and wall time while decoding
+        self._started: tuple[float, float] | None = None
+
+    # -- the generation -------------------------------------------------------------------
+    def begin(self, prompt: Sequence[int]) -> None:
+        self._shadow = []
+        self._last = None
+        self._started = (time.process_time(), time.perf_counter())
+        for cand in self.candidates:
+            cand.drafter.begin(prompt)
+
+    def end(self, tokens: Sequence[int]) -> None:
+        if self._started is not None:
+            cpu, wall = self._started
+            self.cpu_seconds += time.process_time() - cpu
+            self.wall_seconds += time.perf_counter() - wall
+            self._started = None
+        for cand in self.candidates:
+            cand.drafter.end(tokens)
+
+    # -- learning -------------------------------------------------------------------------
+    def observe(self, step: Step) -> None:
+        """Called by the decode loop after every round."""
+        self.curve.observe(step.n_drafted + 1, step.target_seconds)
+        used, self._used = self._used, None
+        if used is not None:
+            used.drafter.observe(step)  # the round it drafted
+        last, self._last = self._last, (used if used is not None and step.n_drafted else None)
+        if used is None or not step.n_drafted:
+            return
+        used.drafted_tokens += step.n_drafted
+        if not used.free:
+            catch_up = min(used.drafter.sync_seconds, step.draft_seconds)
+            per_token = (step.draft_seconds - catch_up) / step.n_drafted
+            used.measured_seconds += step.draft_seconds - catch_up
+            used.measured_tokens += step.n_drafted
+            w = 0.5 if used.seconds_per_token == 0 else 0.2
+            used.seconds_per_token += w * (per_token - used.seconds_per_token)
+            if last is used:  # steady drafting: its catch-up recurs every round
+                used.seconds_per_call += 0.2 * (catch_up - used.seconds_per_call)
+            used.learn(step.judged, step.n_accepted, self._used_kind)
+
+    def _judge_shadows(self, context: Sequence[int]) -> None:
+        """Free proposals are judged against what the target produced after them: in greedy
+        decoding that is exactly what verification would have accepted; in sampled decoding,
+        accepting while the target's own sample agrees is how a q-free draft is verified, so the
+        match has the same distribution."""
+        pending = []
+        for who, start, draft in self._shadow:
+            proposal, produced = draft.tokens, context[start:]
+            n = 0
+            while n < len(proposal) and n < len(produced) and proposal[n] == produced[n]:
+                n += 1
+            if n < len(proposal) and n == len(produced):
+                pending.append((who, start, draft))  # not decided yet: wait for more text
+                continue
+            who.learn(min(n + 1, len(proposal)), n, draft.kind)
+        self._shadow = pending
+
+    # -- choosing -------------------------------------------------------------------------
+    def _predict(self, cand: Candidate, verify: tuple[float, ...], k_max: int, kind: str = "",
+                 ) -> tuple[int, float]:
+        cost = CostModel(verify, cand.seconds_per_token, cand.seconds_per_call)
+        acceptance = cand.of_kind(kind)
+        alphas = acceptance.alphas
+        best = (0, 0.0)
+        # predict only K whose acceptance was observed, plus one to let K grow (the adviser's
+        # rule: extrapolated acceptance overestimated by up to 50%); a free drafter is judged
+        # at every position it proposes, in shadow
+        top = min(k_max, cand.max_k, cost.max_k)
+        if not cand.free:
+            top = min(top, acceptance.observed + 1)
+        for k in range(1, top + 1):
+            s = predicted_speedup(cost, alphas, k)
+            if s > best[1]:
+                best = (k, s)
+        return best
+
+    def propose(self, context: Sequence[int], k: int) -> Draft:
+        self._judge_shadows(context)
+        k_max = min(k, self.max_k)
+        free_drafts = {}
+        for cand in self.candidates:
+            if cand.free:  # ask now: it costs nothing, and its answer is judged in shadow
+                draft = cand.drafter.propose(context, k_max)
+                free_drafts[id(cand)] = draft
+                if draft.tokens and len(self._shadow) < SHADOW_PENDING:
+                    self._shadow.append((cand, len(context), draft))
+        if not self.curve.known:  # the first round measures a plain step
+            return self._plain(count=False)
+        best = self._best(self.curve.estimate(), free_drafts, k_max)
+        if best is None or best[0] < self.min_speedup:
+            best = self._explore(free_drafts, k_max)
+        if best is None or best[0] < self.min_speedup:
+            return self._probe(context) or self._plain()
+        _, cand, kk = best
+        self._plain_rounds = 0
+        self._used, self._used_kind = cand, ""
+        self.chosen.append((cand.name, kk))
+        if cand.free:
+            draft = free_drafts[id(cand)]
+            return Draft(draft.tokens[:kk], None if draft.q is None else draft.q[:kk],
+                         draft.kind)
+        return cand.drafter.propose(context, kk)
+
+    def _best(self, verify: tuple[float, ...], free_drafts: dict, k_max: int,
+              *, free_only: bool = False) -> tuple[float, Candidate, int] | None:
+        best: tuple[float, Candidate, int] | None = None
+        for cand in self.candidates:
+            limit, kind = k_max, ""
+            if cand.free:
+                draft = free_drafts[id(cand)]
+                limit, kind = min(limit, len(draft.tokens)), draft.kind  # no tokens: no round
+            elif free_only:
+                continue
+            if limit == 0:
+                continue
+            kk, s = self._predict(cand, verify, limit, kind)
+            if kk and (best is None or s > best[0]):
+                best = (s, cand, kk)
+        return best
+
+    def _explore(self, free_drafts: dict, k_max: int) -> tuple[float, Candidate, int] | None:
+        """Every EXPLORE_EVERY rounds that would be plain, predict once more with the stored
+        curve points not yet confirmed this run treated as unmeasured; if a free drafter wins
+        then, draft with it: the round re-measures the point."""
+        self._explore_rounds += 1
+        if self._explore_rounds % EXPLORE_EVERY or not self.curve.unconfirmed():
+            return None
+        best = self._best(self.curve.estimate(confirmed_only=True), free_drafts, k_max,
+                          free_only=True)
+        if best is not None and best[0] >= self.min_speedup:
+            self.explored += 1
+            return best
+        return None
+
+    def _plain(self, *, count: bool = True) -> Draft:
+        self._plain_rounds += count
+        self.chosen.append(("plain", 0))
+        return Draft([])
+
+    def _probe(self, context: Sequence[int]) -> Draft | None:
+        """Once every PROBE_EVERY plain rounds, try the most promising paid drafter with K = 1,
+        so a text that turned predictable is noticed."""
+        paid = [c for c in self.candidates if not c.free]
+        if not paid or (self._plain_rounds + 1) % PROBE_EVERY:
+            return None
+        self._plain_rounds += 1
+        cand = max(paid, key=lambda c: c.alphas[0] if c.alphas else 0.0)
+        self._used, self._used_kind = cand, ""
+        self.chosen.append((cand.name, 1))
+        return cand.drafter.propose(context, 1)
+
+    @property  # type: ignore[override]
+    def translate_seconds(self) -> float:
+        return sum(c.drafter.translate_seconds for c in self.candidates)
+
+    @property  # type: ignore[override]
+    def sync_seconds(self) -> float:
+        return self._used.drafter.sync_seconds if self._used is not None else 0.0
+
+    def rounds_by_choice(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for name, k in self.chosen:
+            key = "plain" if k == 0 else f"{name} K={k}"
+            out[key] = out.get(key, 0) + 1
+        return out
+
+    def learned_alphas(self) -> dict[str, list[float]]:
+        return {c.name: c.alphas for c in self.candidates}
+
+    def close(self) -> None:
+        for cand in self.candidates:
+            cand.drafter.close()

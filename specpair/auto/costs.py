@@ -1,0 +1,155 @@
+"""What things cost on this machine: measured, kept in the cache directory, then known.
+
+Two kinds of cost decide whether speculation pays (auto/costmodel.py has the formula):
+- the target's verify curve: seconds to evaluate a batch of n tokens (auto/curve.py);
+- each model drafter's seconds per proposed token (a lookup costs ~0);
+and acceptance priors per pair and kind of text.
+
+Every figure is keyed by everything that changes it (`cost_key`): the model file, the engine,
+the device it ran on (the GPU's name, or the CPU), dtype, threads, context size, this machine and
+the specpair version. The file cannot poison itself:
+- each key keeps the last MAX_RUNS runs and is read as their median (one bad run cannot move
+  it far, and an old bad run ages out);
+- it is validated on load: an entry of the wrong type or out of range is dropped with a
+  warning, never a TypeError; a curve point above what physics allows is ignored;
+- writes merge under a lock and replace the file atomically: two processes that update it at
+  once lose nothing, and a reader sees the old file or the new one;
+- the planner does not store timings taken while the machine was busy (auto/planner.py).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+from pathlib import Path
+
+from .. import __version__
+from ..backends.device import machine_id, usable_cpus
+from ..core.files import locked, write_atomic
+from .curve import CURVE_POINTS, plausible
+
+MAX_RUNS = 5
+MAX_SECONDS = 600.0  # no single cost is ever this long: such a value is corrupt
+CURVE, SCALAR, ALPHAS = "curve", "scalar", "alphas"
+FORMAT = 2
+
+
+def model_id(path: str, name: str) -> str:
+    """A model file by name and size (a re-quantized file of the same name differs in size)."""
+    try:
+        return f"{name}:{os.path.getsize(path)}"
+    except OSError:
+        return name
+
+
+def cost_key(kind: str, engine: str, path: str, engine_config, device: str) -> str:
+    """The cache key of one measured cost: `kind` ("verify", "draft"), the model measured (its
+    engine and file), the device it ran on and its BackendConfig (dtype, threads, n_ctx)."""
+    c = engine_config
+    return "|".join(str(p) for p in (
+        __version__, machine_id(), kind, engine, model_id(path, Path(path).name),
+        f"device={device}", f"dtype={c.dtype}", f"threads={c.threads or usable_cpus()}",
+        f"n_ctx={c.n_ctx}"))
+
+
+def cache_file() -> Path:
+    from ..models import cache_dir
+
+    return cache_dir() / "costs.json"
+
+
+def _kind_of(key: str) -> str:
+    if "|alphas|" in key:
+        return ALPHAS
+    return CURVE if "|verify|" in key else SCALAR
+
+
+def _valid(kind: str, value) -> bool:
+    def number(x) -> bool:
+        return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+    if kind == SCALAR:
+        return number(value) and 0 < value < MAX_SECONDS
+    if not isinstance(value, list) or not value:
+        return False
+    if kind == ALPHAS:
+        return len(value) <= CURVE_POINTS and all(number(a) and 0 <= a <= 1 for a in value)
+    return (len(value) <= CURVE_POINTS and number(value[0]) and 0 < value[0] < MAX_SECONDS
+            and all(v is None or (number(v) and 0 < v < MAX_SECONDS) for v in value))
+
+
+def _read(path: Path) -> tuple[dict[str, list], int]:
+    """{key: [run, ...]} from the file, and how many entries were dropped as invalid."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}, 0  # missing (normal) or unreadable: start over
+    if not isinstance(data, dict):
+        return {}, 1
+    raw = data.get("entries") if data.get("format") == FORMAT else {
+        k: [v] for k, v in data.items()}  # the first format: one value per key
+    if not isinstance(raw, dict):
+        return {}, 1
+    out, dropped = {}, 0
+    for key, runs in raw.items():
+        if not isinstance(key, str) or not isinstance(runs, list):
+            dropped += 1
+            continue
+        good = [r for r in runs if _valid(_kind_of(key), r)]
+        dropped += len(runs) - len(good)
+        if good:
+            out[key] = good[-MAX_RUNS:]
+    return out, dropped
+
+
+def _median(values: list[float]) -> float:
+    s = sorted(values)
+    mid = len(s) // 2
+    return s[mid] if len(s) % 2 else (s[mid - 1] + s[mid]) / 2
+
+
+def _summary(key: str, runs: list):
+    """What a key's runs say: a curve point by point (implausible points left out), a scalar,
+    or the latest acceptance (priors follow the text, not the machine)."""
+    kind = _kind_of(key)
+    if kind == ALPHAS:
+        return runs[-1]
+    if kind == SCALAR:
+        return _median(runs)
+    width = max(len(r) for r in runs)
+    curve: list[float | None] = []
+    for i in range(width):
+        points = [r[i] for r in runs if i < len(r) and r[i] is not None
+                  and plausible(i + 1, r[i], r[0])]
+        curve.append(_median(points) if points else None)
+    return curve
+
+
+def load(*, warn: bool = True) -> dict:
+    """{key: value} as auto reads it (medians of the stored runs)."""
+    runs, dropped = _read(cache_file())
+    if dropped and warn:
+        print(f"specpair: warning: {cache_file()}: {dropped} invalid cost entries ignored "
+              "(they are removed at the next save)", file=sys.stderr)
+    return {key: _summary(key, r) for key, r in runs.items()}
+
+
+def save(updates: dict) -> bool:
+    """Add one run per key in `updates` (invalid values are not stored). Read, merge and
+    replace under the lock. Returns False when it cannot be written: that only costs a
+    re-measurement."""
+    path = cache_file()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with locked(path):
+            runs, _ = _read(path)
+            for key, value in updates.items():
+                if not _valid(_kind_of(key), value):
+                    continue
+                runs[key] = (runs.get(key, []) + [value])[-MAX_RUNS:]
+            write_atomic(path, json.dumps({"format": FORMAT, "entries": runs}, indent=1))
+        return True
+    except OSError:
+        return False

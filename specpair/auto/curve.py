@@ -1,0 +1,122 @@
+"""The target's verify cost per batch size, learned online (`CostCurve`).
+
+A point is the seconds to evaluate a batch of n tokens (the pending token plus n - 1 drafts), for
+n = 1..CURVE_POINTS. It starts from what the cost cache holds and moves toward what decode
+rounds measure. Unmeasured points are estimated from measured ones. Two rules keep a curve
+measured on a busy machine from sticking:
+- physics: a batch of n tokens never costs more than n single steps (plus a margin: timing
+  noise), so a point above that is contention, not cost, and is ignored;
+- monotonicity with slack: a batch costs at least MONOTONE_SLACK of any smaller batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+CURVE_POINTS = 65  # batches of 1..65 tokens: K up to 64 (long copied spans need long drafts)
+PHYSICS_MARGIN = 0.25  # a batch of n may cost up to n * (1 + margin) single steps
+MONOTONE_SLACK = 0.9
+MIN_SLOPE = 0.02  # extrapolation adds at least this many single steps per extra token
+
+
+def prior_ratio(n: int) -> float:
+    """Without a measurement of batch size n nor of any larger one, assume it costs this many
+    single steps: the shape of the 2-core CPU curves in docs/MEASUREMENTS.md (1.6x at 2, 3.0x at
+    5, 6.5x at 9), pessimistic for GPUs, where the first rounds measure the flatter curve."""
+    return 1.0 + 0.5 * (n - 1)
+
+
+def plausible(n: int, seconds: float, single: float | None) -> bool:
+    """Whether a batch of n costing `seconds` is physically possible given one token's cost."""
+    if not seconds > 0:
+        return False
+    return single is None or n == 1 or seconds <= n * single * (1 + PHYSICS_MARGIN)
+
+
+class CostCurve:
+    """Starts from a stored curve (or nothing: the first round measures one token) and moves
+    each point toward what decode rounds measure: an exponential average whose weight is
+    1/count at first (a plain mean) and never below MIN_WEIGHT (it follows drift). A stored
+    point counts as one observation."""
+
+    MIN_WEIGHT = 0.1
+
+    def __init__(self, stored: Sequence[float | None] | None = None, *,
+                 points: int = CURVE_POINTS) -> None:
+        self.points = points
+        self.seconds: list[float | None] = [None] * points
+        self.counts = [0] * points  # observations this session
+        self._sums = [0.0] * points  # their total, for what this session measured
+        values = list(stored or [])[:points]
+        single = values[0] if values and isinstance(values[0], (int, float)) else None
+        for i, s in enumerate(values):
+            if isinstance(s, (int, float)) and plausible(i + 1, float(s), single):
+                self.seconds[i] = float(s)
+        self.stored = self.seconds[0] is not None
+        self.dropped = sum(1 for i, s in enumerate(values) if isinstance(s, (int, float))
+                           and self.seconds[i] is None)
+
+    def observe(self, n: int, seconds: float) -> None:
+        if not 1 <= n <= self.points or not plausible(n, seconds, self.seconds[0]):
+            return
+        i = n - 1
+        self.counts[i] += 1
+        self._sums[i] += seconds
+        old = self.seconds[i]
+        if old is None:
+            self.seconds[i] = seconds
+        else:
+            start = 2 if self.stored else 1  # a stored value weighs as one observation
+            w = max(1.0 / (self.counts[i] + start - 1), self.MIN_WEIGHT)
+            self.seconds[i] = old + w * (seconds - old)
+
+    @property
+    def known(self) -> bool:
+        return self.seconds[0] is not None
+
+    def session(self) -> list[float | None]:
+        """This run's own measurements (means), None where it measured nothing: what the cost
+        cache stores as one run (the cache takes medians across runs)."""
+        out = [s / c if c else None for s, c in zip(self._sums, self.counts)]
+        while out and out[-1] is None:
+            out.pop()
+        return out
+
+    def unconfirmed(self) -> list[int]:
+        """Batch sizes known only from storage, not yet measured in this run."""
+        return [i + 1 for i, s in enumerate(self.seconds) if s is not None and i
+                and not self.counts[i]]
+
+    def estimate(self, *, confirmed_only: bool = False) -> tuple[float, ...]:
+        """Seconds for batches of 1..points. Between measured points: linear. Above the
+        largest: its per-token slope from the two largest measured points (at least
+        MIN_SLOPE single steps a token), or the prior's shape when only one token is
+        measured. Then monotone with slack: timings on a busy 2-core machine are noisy, and a
+        batch of 4 that once measured cheaper than a batch of 3 must not talk auto into
+        drafting. (Real dips, like llama.cpp's 16 against 12, are smaller than that slack.)"""
+        if self.seconds[0] is None:
+            return tuple(prior_ratio(n) for n in range(1, self.points + 1))  # in units of one
+        single = self.seconds[0]
+        known = [(i + 1, s) for i, s in enumerate(self.seconds) if s is not None
+                 and (not confirmed_only or i == 0 or self.counts[i])]
+        out: list[float] = []
+        for n in range(1, self.points + 1):
+            below = [(m, s) for m, s in known if m <= n]
+            above = [(m, s) for m, s in known if m > n]
+            m0, s0 = below[-1]
+            if m0 == n:
+                value = s0
+            elif above:
+                m1, s1 = above[0]
+                value = s0 + (s1 - s0) * (n - m0) / (m1 - m0)
+            elif len(known) >= 2:
+                (ma, sa), (mb, sb) = known[-2], known[-1]
+                slope = max((sb - sa) / (mb - ma), MIN_SLOPE * single)
+                value = sb + slope * (n - mb)
+            else:
+                value = single * prior_ratio(n)
+            out.append(max(value, MONOTONE_SLACK * max(out, default=0.0)))
+        return tuple(out)
+
+    def measured(self) -> dict[int, float]:
+        return {i + 1: s for i, s in enumerate(self.seconds) if s is not None}

@@ -1,0 +1,125 @@
+"""`specpair serve`: load the pair once, then serve until SIGTERM (the CLI side of serve/)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..errors import InvalidOption
+from .common import add_model_options, add_sampling_options, load_kwargs, sampling_config, say
+
+
+def add(sub) -> None:
+    from ..auto.planner import AUTO_MAX_K
+    from ..core.decode import DEFAULT_DRAFT_TOKENS, DEFAULT_MAX_TOKENS
+
+    serve = sub.add_parser(
+        "serve", help="an OpenAI-compatible server with speculative decoding, metrics and a "
+                      "chat page",
+        description="Serve the target through OpenAI's chat and completions APIs (streaming "
+                    "and not), with speculative statistics in every response, Prometheus "
+                    "metrics at /metrics and a chat page at / that shows which tokens came "
+                    "from the draft. One request decodes at a time; others wait in a bounded "
+                    "FIFO queue (429 when full). Generation options set the server's "
+                    "defaults; requests override them.")
+    add_model_options(serve, draft_default="auto")
+    serve.add_argument("--draft-tokens", "-k", type=int, default=None, metavar="K",
+                       help=f"draft length (default {DEFAULT_DRAFT_TOKENS}; auto: the largest "
+                            f"K, default {AUTO_MAX_K}); requests may set speculative.k")
+    serve.add_argument("--max-tokens", "-n", type=int, default=DEFAULT_MAX_TOKENS, metavar="N",
+                       help=f"new tokens when a request does not say (default "
+                            f"{DEFAULT_MAX_TOKENS})")
+    serve.add_argument("--max-tokens-cap", type=int, default=4096, metavar="N",
+                       help="the most new tokens a request may ask for (default 4096)")
+    serve.add_argument("--stop", action="append", default=[], metavar="TEXT",
+                       help="default stop strings (requests may give their own)")
+    add_sampling_options(serve)
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="address to listen on (default 127.0.0.1: this machine only)")
+    serve.add_argument("--port", type=int, default=8080, help="port (default 8080)")
+    serve.add_argument("--api-key", action="append", default=[], metavar="KEY",
+                       help="require 'Authorization: Bearer KEY' on /v1 and /metrics "
+                            "(repeatable: several keys, each its own suffix-tree partition)")
+    serve.add_argument("--suffix-cache", choices=["off", "key", "global"], default="key",
+                       help="the suffix lookup's tree of earlier outputs: per API key (default: "
+                            "how fast a request is answered could otherwise tell one client "
+                            "whether another's outputs contained a text), shared by all "
+                            "(global), or none (off: each request drafts from itself only)")
+    serve.add_argument("--max-queue", type=int, default=16, metavar="N",
+                       help="requests that may wait while one decodes (default 16); more get "
+                            "429 with Retry-After")
+    serve.add_argument("--model-name", default=None, metavar="NAME",
+                       help="the model id /v1/models reports (default: the target's file name)")
+    serve.add_argument("--shutdown-grace", type=float, default=10.0, metavar="S",
+                       help="on SIGTERM, let in-flight work finish for up to S seconds, then "
+                            "cancel it (default 10)")
+
+    serve.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Load the pair once, then answer OpenAI-style requests until SIGTERM."""
+    import ipaddress
+    import logging
+
+    import uvicorn
+
+    from .. import load
+    from ..pair import LOOKUPS
+    from ..serve.app import ServeSettings, create_app
+    from ..serve.engine import Engine
+
+    if args.max_queue < 0:
+        raise InvalidOption(f"--max-queue must be >= 0, got {args.max_queue}")
+    if args.max_tokens_cap < 1 or args.max_tokens > args.max_tokens_cap:
+        raise InvalidOption("--max-tokens must be between 1 and --max-tokens-cap")
+    logging.basicConfig(level=logging.WARNING, format="specpair serve: %(message)s")
+    sampling = sampling_config(args)
+    spec = args.draft or "auto"
+    pair = load(args.target, **load_kwargs(args))  # a model draft is checked here
+    target = pair.target
+    for note in pair.resolver.notes:
+        say(note)
+    engine = Engine(pair, max_queue=args.max_queue, suffix_cache=args.suffix_cache)
+    settings = ServeSettings(
+        model=args.model_name or target.name,
+        draft=spec if spec in LOOKUPS else "model",
+        draft_tokens=args.draft_tokens, max_tokens_cap=args.max_tokens_cap,
+        default_max_tokens=args.max_tokens, api_keys=tuple(args.api_key), sampling=sampling,
+        stop=tuple(args.stop))
+    app = create_app(engine, settings)
+    try:
+        loopback = ipaddress.ip_address(args.host).is_loopback
+    except ValueError:
+        loopback = args.host == "localhost"
+    if not loopback and not args.api_key:
+        say(f"warning: listening on {args.host} without --api-key: anyone who can reach this "
+            "port can use the model")
+    say(f"serving {target.name} on {target.device} (drafter {settings.draft}) on "
+        f"http://{args.host}:{args.port}  (chat page: /, API: /v1, metrics: /metrics)")
+    server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port,
+                                           log_level="warning",
+                                           timeout_graceful_shutdown=args.shutdown_grace))
+    _serve_until_signalled(server)  # the app's lifespan cancels what is still decoding
+    pair.close()
+    print("specpair: stopped", file=sys.stderr)
+    return 0
+
+
+def _serve_until_signalled(server) -> None:
+    """Run uvicorn; SIGTERM or SIGINT stop it gracefully (no new connections, in-flight
+    requests get --shutdown-grace seconds). uvicorn's own handlers re-raise the signal after
+    shutting down, which would end the process with -15 instead of 0: ours do not."""
+    import contextlib
+    import signal
+
+    def stop(signum, frame) -> None:
+        server.should_exit = True
+
+    server.capture_signals = contextlib.nullcontext  # keep uvicorn from installing its own
+    previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        server.run()
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)

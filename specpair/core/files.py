@@ -1,0 +1,34 @@
+"""Files that several processes update (the cost cache, a persisted suffix tree): an exclusive
+lock beside the file for read-modify-write, and an atomic replace so a reader sees the old
+file or the new one, never half of either. Written here because the standard library has
+both pieces (fcntl.flock, os.replace) but no helper joining them."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+
+@contextlib.contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on `path`.lock (POSIX; elsewhere the atomic replace alone)."""
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        yield
+        return
+    with open(path.with_name(path.name + ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Replace `path` with `text` in one step."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)

@@ -1,0 +1,324 @@
+"""`specpair.load`: the one place where a pair is resolved, checked, planned by auto and loaded
+(lazily). The CLI, the server, bench, advise and steer all go through a `Pair`.
+
+    with specpair.load("qwen2.5-coder-1.5b", draft="auto") as pair:
+        out = pair.generate("Write a haiku about tides.", max_tokens=64, chat=True)
+        for piece in pair.stream(messages=[...], temperature=0.7, seed=1): ...
+
+A `Pair` holds the target (loaded on first use), the draft models it loads (each once), the
+checked comparisons, and the global suffix trees of its lookups. Generation options travel as
+keyword arguments and become one frozen `DecodeConfig` per call.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from .auto.planner import AUTO_MAX_K, AutoPlan, ModelOption, plan, remember
+from .backends import DEFAULT_N_CTX, Backend, BackendConfig, parse_gpu_layers
+from .core.acceptance import EXACT, LENIENCE, TYPICAL, AcceptanceRule
+from .core.decode import DEFAULT_DRAFT_TOKENS, DEFAULT_MAX_TOKENS, DecodeConfig
+from .core.drafter import Drafter
+from .core.prompt import encode_prompt
+from .core.sampling import SamplingConfig
+from .core.stats import DecodeStats
+from .drafters.model import DEFAULT_DRAFT_P_MIN
+from .drafters.ngram import DEFAULT_NGRAM_MAX, DEFAULT_NGRAM_MIN, NgramDrafter
+from .drafters.suffix import SuffixCache, SuffixConfig, SuffixDrafter, load_store, save_store
+from .errors import InvalidOption
+from .generation import Generation, Piece, stream_pieces
+from .models import DEFAULT_TARGET
+from .resolve import DraftSource, Resolver
+
+LOOKUPS = ("none", "ngram", "suffix", "auto")
+SCOPES = ("off", "key", "global")
+
+
+@dataclass(frozen=True, kw_only=True)
+class DraftOptions:
+    """How the pair drafts; every field is a keyword of `load` (and a CLI flag)."""
+
+    draft: str = "auto"  # auto | none | ngram | suffix | a model spec
+    draft_tokens: int | None = None  # K; auto and adaptive: the largest K to choose
+    draft_p_min: float = DEFAULT_DRAFT_P_MIN
+    ngram_min: int = DEFAULT_NGRAM_MIN
+    ngram_max: int = DEFAULT_NGRAM_MAX
+    adaptive: bool = False  # choose K each round (always on with auto)
+    suffix: SuffixConfig = field(default_factory=SuffixConfig)
+    suffix_store: str | None = None  # a file: the global suffix tree, kept across runs
+    fresh: bool = False  # auto ignores the cost cache and stores nothing (a first run)
+
+    def __post_init__(self) -> None:
+        if self.draft_tokens is not None:
+            DecodeConfig(draft_tokens=self.draft_tokens)  # validates K
+
+
+@dataclass
+class Drafting:
+    """The drafter of one generation, and what set it up."""
+
+    drafter: Drafter | None
+    plan: AutoPlan | None = None
+    setup_seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+    models: list[str] = field(default_factory=list)  # the model drafts auto loaded to use
+
+    @property
+    def name(self) -> str:
+        return "none" if self.drafter is None else self.drafter.name
+
+
+def _noting(load, used: list[str], spec: str):
+    def noted():
+        drafter = load()
+        used.append(spec)
+        return drafter
+    return noted
+
+
+def acceptance_rule(lenience: float = 1.0, accept: str = EXACT, *,
+                    typical_epsilon: float | None = None,
+                    typical_delta: float | None = None) -> AcceptanceRule:
+    """The acceptance rule from the API's keywords (exact unless a lossy one is asked for)."""
+    if accept not in (EXACT, TYPICAL):
+        raise InvalidOption(f"{{accept}} must be exact or typical, got {accept!r}")
+    if accept == TYPICAL and lenience != 1.0:
+        raise InvalidOption("choose one lossy rule: {lenience} or {accept} typical")
+    kind = TYPICAL if accept == TYPICAL else (LENIENCE if lenience != 1.0 else EXACT)
+    extra = {k: v for k, v in (("epsilon", typical_epsilon), ("delta", typical_delta))
+             if v is not None}
+    return AcceptanceRule(kind=kind, lenience=lenience, **extra)
+
+
+class Pair:
+    def __init__(self, target: str | Backend, *, target_config: BackendConfig,
+                 draft_config: BackendConfig, options: DraftOptions) -> None:
+        self.options = options
+        self.resolver = Resolver(target, target_config=target_config, draft_config=draft_config)
+        if options.draft not in LOOKUPS:
+            self.resolver.comparison(options.draft)  # a pair that cannot work fails here
+        self._suffix: dict[str, SuffixCache] = {}
+
+    # -- what the pair holds --------------------------------------------------------------
+    @property
+    def target(self) -> Backend:
+        """The target model (loaded on first use)."""
+        return self.resolver.target
+
+    @property
+    def spec(self) -> str:
+        return self.resolver.target_spec
+
+    def suffix_cache(self, partition: str = "") -> SuffixCache:
+        """The global suffix tree of one partition (an API key's, or everyone's)."""
+        if partition not in self._suffix:
+            store = self.options.suffix_store
+            self._suffix[partition] = (load_store(store, self.target, self.options.suffix)
+                                       if store and not partition else
+                                       SuffixCache(self.options.suffix))
+        return self._suffix[partition]
+
+    def default_k(self) -> int:
+        if self.options.draft_tokens is not None:
+            return self.options.draft_tokens
+        auto = self.options.draft == "auto" or self.options.adaptive
+        return AUTO_MAX_K if auto else DEFAULT_DRAFT_TOKENS
+
+    # -- drafters ---------------------------------------------------------------------------
+    def lookup(self, name: str, *, scope: str = "key", partition: str = "") -> Drafter:
+        """A lookup drafter: `ngram`, or `suffix` with the global tree of `partition` (scope
+        "key"), everyone's ("global"), or none ("off")."""
+        o = self.options
+        if name == "ngram":
+            return NgramDrafter(n_min=o.ngram_min, n_max=o.ngram_max)
+        if scope not in SCOPES:
+            raise InvalidOption(f"{{suffix_cache}} must be one of {', '.join(SCOPES)}, got "
+                                f"{scope!r}")
+        cache = None if scope == "off" else self.suffix_cache(partition if scope == "key"
+                                                               else "")
+        return SuffixDrafter(cache, o.suffix)
+
+    def model_drafter(self, spec: str, *, sampling: SamplingConfig,
+                      rng: np.random.Generator, p_min: float | None = None) -> Drafter:
+        """A model drafter of `spec` for one generation (its weights loaded once per pair)."""
+        return self.resolver.drafter(spec, sampling=sampling, rng=rng,
+                                     p_min=self.options.draft_p_min if p_min is None else p_min)
+
+    def drafting(self, *, sampling: SamplingConfig, rng: np.random.Generator, kind: str,
+                 draft: str | None = None, scope: str = "key", partition: str = "",
+                 fresh: bool | None = None, max_k: int | None = None) -> Drafting:
+        """The drafter of one generation: `draft` (default: the pair's), built per generation
+        since it carries the generation's sampling. auto and adaptive plan here."""
+        spec = draft or self.options.draft
+        o = self.options
+        fresh = o.fresh if fresh is None else fresh
+        t0 = time.perf_counter()
+        if spec == "none":
+            return Drafting(None)
+        free: list[Drafter] = []
+        used: list[str] = []
+        forced: Drafter | None = None
+        forced_key = None
+        models: list[ModelOption] = []
+        if spec in ("ngram", "suffix"):
+            lookup = self.lookup(spec, scope=scope, partition=partition)
+            if not o.adaptive:
+                return Drafting(lookup)
+            free.append(lookup)
+        elif spec == "auto":
+            free.append(self.lookup("suffix", scope=scope, partition=partition))
+            for s in self.resolver.auto_drafts():
+                option = self.resolver.option(s, sampling=sampling, rng=rng, p_min=o.draft_p_min)
+                models.append(replace(option, load=_noting(option.load, used, s)))
+        else:
+            forced = self.model_drafter(spec, sampling=sampling, rng=rng)
+            if not o.adaptive:
+                return Drafting(forced, None, time.perf_counter() - t0)
+            forced_key = self.resolver.draft_cost_key(spec)
+        p = plan(self.target, self.resolver.target_engine, self.resolver.target_config,
+                 free=free, models=models, forced=forced, forced_key=forced_key, kind=kind,
+                 max_k=max_k or AUTO_MAX_K, fresh=fresh)
+        return Drafting(p.drafter, p, time.perf_counter() - t0, list(p.notes), used)
+
+    def forget_suffix(self, partition: str) -> None:
+        """Drop a partition's global suffix tree (a benchmark's warm-up must not teach it)."""
+        self._suffix.pop(partition, None)
+
+    def remember(self, drafting: Drafting, *, fresh: bool | None = None) -> None:
+        """Store what auto measured (a fresh pair stores nothing)."""
+        fresh = self.options.fresh if fresh is None else fresh
+        if drafting.plan is not None and not fresh:
+            remember(drafting.plan, config=self.resolver.target_config)
+
+    # -- generating -------------------------------------------------------------------------
+    def suffix_caches(self) -> dict[str, SuffixCache]:
+        """The global suffix trees, by partition."""
+        return dict(self._suffix)
+
+    def prompt_tokens(self, prompt: str | None = None, *, messages: list[dict] | None = None,
+                      chat: bool = False, tokens: list[int] | None = None) -> list[int]:
+        if tokens is not None:
+            return list(tokens)
+        if (prompt is None) == (messages is None):
+            raise InvalidOption("give a prompt or messages (one of them)")
+        if messages is not None:
+            return encode_prompt(self.target, messages, chat=True)
+        return encode_prompt(self.target, prompt or "", chat=chat)
+
+    def stream(self, prompt: str | None = None, *, messages: list[dict] | None = None,
+               tokens: list[int] | None = None, kind: str | None = None,
+               chat: bool = False, max_tokens: int = DEFAULT_MAX_TOKENS,
+               temperature: float = 0.0, top_k: int = 0, top_p: float = 1.0,
+               min_p: float = 0.0, seed: int | None = None, stop: tuple[str, ...] | list = (),
+               lenience: float = 1.0, accept: str = EXACT, draft: str | None = None,
+               draft_tokens: int | None = None, draft_system: str | None = None,
+               suffix_cache: str = "key", partition: str = "",
+               result: Generation | None = None) -> Iterator[Piece]:
+        """Pieces of text as they are produced (see `Piece`); `result`, if given, is filled
+        in as the generation goes (the CLI and the server read statistics from it).
+        `tokens`: an already tokenized prompt (the server's); `kind`: the kind of text auto
+        keeps acceptance priors for (default: chat or raw)."""
+        sampling = SamplingConfig(temperature=temperature, top_k=top_k, top_p=top_p,
+                                  min_p=min_p, seed=seed)
+        rule = acceptance_rule(lenience, accept)
+        config = DecodeConfig(max_tokens=max_tokens,
+                              draft_tokens=draft_tokens or self.default_k(),
+                              sampling=sampling, stop=tuple(stop), acceptance=rule)
+        tokens = self.prompt_tokens(prompt, messages=messages, chat=chat, tokens=tokens)
+        rng = np.random.default_rng(seed)
+        kind = kind or ("chat" if (chat or messages is not None) else "raw")
+        drafting = self.drafting(sampling=sampling, rng=rng, kind=kind, draft=draft,
+                                 scope=suffix_cache, partition=partition)
+        drafter = drafting.drafter
+        if draft_system is not None:
+            drafter = self._system_prompted(drafter, draft_system, prompt, messages, tokens)
+        gen = result if result is not None else Generation("", [], DecodeStats(), None, True)
+        gen.stats.setup_seconds = drafting.setup_seconds
+        gen.exact, gen.acceptance = rule.exact, rule.to_dict()
+        gen.drafter, gen.notes = drafting.name, drafting.notes
+        try:
+            for piece in stream_pieces(self.target, drafter, tokens, config=config, rng=rng,
+                                       stats=gen.stats):
+                gen.text += piece.text
+                gen.tokens += piece.tokens
+                gen.finish_reason = piece.finish_reason or gen.finish_reason
+                yield piece
+        finally:
+            self.remember(drafting)
+            if drafting.plan is not None:
+                gen.auto = drafting.plan.to_dict()
+            gen.translate_seconds = drafter.translate_seconds if drafter is not None else 0.0
+            gen.notes += gen.stats.notes
+            store = self.options.suffix_store
+            if store and not partition and gen.tokens and self._uses_suffix(drafting):
+                save_store(store, self.target, [gen.tokens], self.options.suffix)
+
+    def generate(self, prompt: str | None = None, **options) -> Generation:
+        """The whole generation (the keywords of `stream`)."""
+        result = Generation("", [], DecodeStats(), None, True)
+        for _ in self.stream(prompt, result=result, **options):
+            pass
+        return result
+
+    def _uses_suffix(self, drafting: Drafting) -> bool:
+        d = drafting.drafter
+        if isinstance(d, SuffixDrafter):
+            return True
+        plan_ = drafting.plan
+        return plan_ is not None and any(isinstance(c.drafter, SuffixDrafter)
+                                         for c in plan_.drafter.candidates)
+
+    def _system_prompted(self, drafter: Drafter | None, system: str, prompt, messages,
+                         tokens: list[int]) -> Drafter:
+        from .drafters.system_prompt import SystemPromptDrafter
+
+        if drafter is None or self.options.draft in LOOKUPS:
+            raise InvalidOption("{draft_system} needs a model draft (draft=MODEL) and chat")
+        conversation = messages or [{"role": "user", "content": prompt or ""}]
+        draft_prompt = encode_prompt(self.target, [{"role": "system", "content": system},
+                                                   *conversation], chat=True)
+        return SystemPromptDrafter(drafter, target_prompt_len=len(tokens),
+                                   draft_prompt=draft_prompt)
+
+    def close(self) -> None:
+        self.resolver.close()
+
+    def __enter__(self) -> Pair:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def load(target: str | Backend = DEFAULT_TARGET, *, draft: str | None = "auto",
+         draft_tokens: int | None = None, n_ctx: int = DEFAULT_N_CTX,
+         threads: int | None = None, device: str = "auto", dtype: str = "auto",
+         gpu_layers: int | str | None = None, draft_gpu_layers: int | str | None = None,
+         compile: bool = False, draft_p_min: float = DEFAULT_DRAFT_P_MIN,
+         ngram_min: int = DEFAULT_NGRAM_MIN, ngram_max: int = DEFAULT_NGRAM_MAX,
+         adaptive: bool = False, suffix: SuffixConfig | None = None,
+         suffix_store: str | None = None, fresh: bool = False) -> Pair:
+    """A target and how it drafts. `target` and a model `draft` are model specs: a named model,
+    a .gguf file (llama.cpp), an HF folder or `hf:`/`gguf:` prefixed spec (transformers); the
+    target may also be a Backend you built (any engine that implements the protocol).
+    `draft`: "auto" (the default: lookups, and a model draft where its costs can win),
+    "suffix", "ngram", "none"/None (plain decoding), or a model spec. Nothing heavy happens
+    here beyond checking a model draft's tokenizer against the target's: weights load on first
+    use."""
+    target_config = BackendConfig(n_ctx=n_ctx, threads=threads, device=device, dtype=dtype,
+                                  gpu_layers=parse_gpu_layers(gpu_layers), compile=compile)
+    draft_config = BackendConfig(n_ctx=n_ctx, threads=threads, device=device, dtype=dtype,
+                                 gpu_layers=parse_gpu_layers(draft_gpu_layers), compile=compile)
+    options = DraftOptions(draft=draft or "none", draft_tokens=draft_tokens,
+                           draft_p_min=draft_p_min, ngram_min=ngram_min, ngram_max=ngram_max,
+                           adaptive=adaptive, suffix=suffix or SuffixConfig(),
+                           suffix_store=suffix_store, fresh=fresh)
+    return Pair(target, target_config=target_config, draft_config=draft_config, options=options)
+
+
+__all__ = ["DraftOptions", "DraftSource", "Drafting", "Generation", "Pair", "Piece",
+           "acceptance_rule", "load"]

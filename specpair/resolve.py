@@ -1,0 +1,155 @@
+"""Model specs to loaded, checked models, each once: what a `Pair` is made of.
+
+`Resolver` knows the target's spec and engine options and, for every draft spec asked of it,
+the pair's comparison (checked from tokenizer files before any weights load), the draft's
+loaded backend (loaded once, on first use), where its measured cost is stored, and what auto
+may estimate before measuring it.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from .auto.costs import cost_key
+from .auto.planner import ModelOption
+from .backends import Backend, BackendConfig, load_backend
+from .backends.device import cpu_device
+from .core.drafter import Drafter
+from .core.sampling import SamplingConfig
+from .drafters.crossvocab import EXTRA_DRAFT_TOKENS
+from .drafters.pairing import describe, drafter_for
+from .errors import SpecpairError
+from .models import MODELS, auto_drafts, cached_path, resolve_model
+from .models.gguf import weight_bytes_per_token
+from .tokenizers.compare import TEXT_LEVEL, Comparison, check_pair
+
+
+@dataclass(frozen=True)
+class DraftSource:
+    """Where a draft model is (or will be, for a named model not yet assembled)."""
+
+    spec: str
+    engine: str
+    path: str
+    size: int
+
+
+class Resolver:
+    def __init__(self, target: str | Backend, *, target_config: BackendConfig,
+                 draft_config: BackendConfig) -> None:
+        """`target`: a model spec, or a Backend already loaded (a custom engine, a test's
+        toy model): then it is used as it is."""
+        self.target_config, self.draft_config = target_config, draft_config
+        self._target: Backend | None = None
+        if isinstance(target, str):
+            self.target_spec = target
+            self.target_engine, self.target_path = resolve_model(target)
+        else:
+            self._target = target
+            self.target_spec = self.target_path = target.path
+            self.target_engine = type(target).__name__
+        self._comparisons: dict[str, Comparison] = {}
+        self._drafts: dict[str, Backend] = {}
+        self.load_seconds: dict[str, float] = {}  # each draft's load time (paid once here)
+        self.notes: list[str] = []  # one line each, for the user
+
+    @property
+    def target(self) -> Backend:
+        if self._target is None:
+            t0 = time.perf_counter()
+            self._target = load_backend(self.target_spec, self.target_config)
+            self.load_seconds[self.target_spec] = time.perf_counter() - t0
+        return self._target
+
+    def loaded(self, spec: str) -> bool:
+        return spec in self._drafts
+
+    # -- drafts -----------------------------------------------------------------------------
+    def comparison(self, spec: str) -> Comparison:
+        """The pair's tokenizers compared (structure only; no weights): a draft that cannot
+        produce text is refused here (IncompatiblePair)."""
+        if spec not in self._comparisons:
+            self._comparisons[spec] = check_pair(self.target_spec, spec)
+        return self._comparisons[spec]
+
+    def source(self, spec: str) -> DraftSource:
+        if spec in MODELS:  # do not assemble a named model auto may never load
+            return DraftSource(spec, "gguf", str(cached_path(MODELS[spec])), MODELS[spec].size)
+        engine, path = resolve_model(spec)
+        return DraftSource(spec, engine, path,
+                           os.path.getsize(path) if os.path.isfile(path) else 0)
+
+    def draft_backend(self, spec: str) -> Backend:
+        if spec not in self._drafts:
+            self.comparison(spec)
+            t0 = time.perf_counter()
+            self._drafts[spec] = load_backend(spec, self.draft_config)
+            self.load_seconds[spec] = time.perf_counter() - t0
+            note = describe(self.comparison(spec), SamplingConfig())
+            if note:
+                self.notes.append(note)
+        return self._drafts[spec]
+
+    def drafter(self, spec: str, *, sampling: SamplingConfig, rng: np.random.Generator,
+                p_min: float) -> Drafter:
+        """A drafter of model `spec` for one generation: how it drafts is the comparison's
+        verdict (drafters/pairing.py)."""
+        backend = self.draft_backend(spec)
+        return drafter_for(backend, self.comparison(spec), target=self.target,
+                           sampling=sampling, rng=rng, p_min=p_min)
+
+    def auto_drafts(self) -> list[str]:
+        """The named models auto weighs as drafts: every one smaller than the target."""
+        return auto_drafts(self.target_spec)
+
+    def draft_device(self, source: DraftSource) -> str:
+        """Where a draft will run, before it is loaded (for its cost key): with the target's
+        engine and placement it lands on the target's device."""
+        t = self.target
+        same = (source.engine == self.target_engine
+                and self.draft_config.gpu_layers == self.target_config.gpu_layers
+                and self.draft_config.device == self.target_config.device)
+        return t.device if same else cpu_device()
+
+    def draft_cost_key(self, spec: str) -> str:
+        s = self.source(spec)
+        return cost_key("draft", s.engine, s.path, self.draft_config, self.draft_device(s))
+
+    def relative_cost(self, source: DraftSource) -> float:
+        """A draft token's cost over a target token's, estimated from the weights each reads
+        (GGUF headers; file sizes where a header cannot be read)."""
+        try:
+            return weight_bytes_per_token(source.path) / weight_bytes_per_token(self.target_path)
+        except (SpecpairError, OSError):
+            try:
+                return source.size / max(1, os.path.getsize(self.target_path))
+            except OSError:
+                return 1.0
+
+    def option(self, spec: str, *, sampling: SamplingConfig, rng: np.random.Generator,
+               p_min: float) -> ModelOption:
+        """A model auto may load: what it would cost, and how to load it."""
+        s = self.source(spec)
+
+        def extra_tokens() -> int:
+            try:
+                return EXTRA_DRAFT_TOKENS if self.comparison(spec).verdict == TEXT_LEVEL else 0
+            except SpecpairError:
+                return 0  # the load will say why it cannot draft
+
+        return ModelOption(
+            name=os.path.basename(s.path), cost_key=self.draft_cost_key(spec),
+            relative_cost=self.relative_cost(s), extra_tokens=extra_tokens,
+            load=lambda: self.drafter(spec, sampling=sampling, rng=rng, p_min=p_min))
+
+    def close(self) -> None:
+        for backend in self._drafts.values():
+            backend.close()
+        self._drafts.clear()
+        if self._target is not None:
+            self._target.close()
+            self._target = None
