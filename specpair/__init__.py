@@ -11,8 +11,6 @@
     report = specpair.check("big.gguf", "small.gguf")  # do the tokenizers line up?
 """
 
-__version__ = "0.2.0"
-
 from .core.stats import DecodeStats  # noqa: E402
 from .drafters.suffix import SuffixCache, SuffixConfig  # noqa: E402
 from .errors import (  # noqa: E402
@@ -27,6 +25,7 @@ from .errors import (  # noqa: E402
 from .generation import Generation, Piece  # noqa: E402
 from .pair import Pair, load  # noqa: E402
 from .tokenizers.compare import Comparison  # noqa: E402
+from .version import __version__
 
 
 def check(target: str, draft: str, *, probe_text: str | None = None) -> Comparison:

@@ -25,9 +25,9 @@ import os
 import sys
 from pathlib import Path
 
-from .. import __version__
 from ..backends.device import machine_id, usable_cpus
 from ..core.files import locked, write_atomic
+from ..version import __version__
 from .curve import CURVE_POINTS, plausible
 
 MAX_RUNS = 5

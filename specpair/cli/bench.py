@@ -166,8 +166,13 @@ def run(args: argparse.Namespace) -> int:
     from ..measure import report as render
     from ..measure.bench import DEFAULT_RUNS, BenchConfig, run_bench
     from ..measure.suites import DEFAULT_PER_CATEGORY, SPEC_BENCH, load_suite
+    from .common import require
 
+    require("bench", "scipy", "specpair bench")
+    if args.plot:
+        require("plot", "matplotlib", "--plot")
     if args.endpoint:
+        require("bench", "httpx", "bench --endpoint")
         from .deploy import bench_endpoints
 
         return bench_endpoints(args)

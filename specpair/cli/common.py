@@ -21,6 +21,16 @@ def flag(name: str) -> str:
     return _FLAGS.get(name, "--" + name.replace("_", "-"))
 
 
+def require(extra: str, module: str, what: str) -> None:
+    """A one-line error naming the extra when an optional dependency is missing."""
+    import importlib.util
+
+    from ..errors import missing_extra
+
+    if importlib.util.find_spec(module) is None:
+        raise missing_extra(extra, module, what)
+
+
 def say(message: str) -> None:
     print(f"specpair: {message}", file=sys.stderr)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from .. import __version__
+from ..version import __version__
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -62,6 +62,10 @@ def run(args: argparse.Namespace) -> int:
     import ipaddress
     import logging
 
+    from .common import require
+
+    for module in ("fastapi", "uvicorn", "sse_starlette", "prometheus_client"):
+        require("serve", module, "specpair serve")
     import uvicorn
 
     from .. import load

@@ -63,6 +63,11 @@ def add(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from .common import require
+
+    require("bench", "scipy", "specpair steer")
+    if args.plot:
+        require("plot", "matplotlib", "--plot")
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from .. import load

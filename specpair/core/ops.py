@@ -54,6 +54,9 @@ class Verifier:
         self._torch: Any = None
 
     def __call__(self, logits: Any, draft: Draft, u: np.ndarray) -> tuple[int, int]:
+        if not isinstance(logits, np.ndarray) and not self.acceptance.exact:
+            # the opt-in lossy rules run on the host, on copies
+            return self.numpy(to_numpy(logits), draft.tokens, to_numpy(draft.q), u)
         if not isinstance(logits, np.ndarray):
             if self._torch is None:
                 from .torch_ops import TorchVerifier

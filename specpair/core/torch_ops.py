@@ -47,17 +47,14 @@ def sample_rows(p: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
 
 
 class TorchVerifier:
+    """Exact verification on the device (the opt-in lossy rules run on the host: ops.py)."""
+
     def __init__(self, sampling: SamplingConfig, acceptance: AcceptanceRule) -> None:
         self.sampling, self.acceptance = sampling, acceptance
 
     def __call__(self, logits: torch.Tensor, draft: Draft, u: np.ndarray) -> tuple[int, int]:
         tokens = draft.tokens
         k = len(tokens)
-        if not self.acceptance.exact:  # the opt-in lossy rules run on the host
-            from .ops import Verifier, to_numpy
-
-            host = Verifier(self.sampling, self.acceptance)
-            return host.numpy(to_numpy(logits), tokens, to_numpy(draft.q), u)
         if self.sampling.greedy:
             choice = logits.argmax(dim=-1).tolist()  # k+1 integers cross to the host
             return _first_mismatch(choice, tokens)

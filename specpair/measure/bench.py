@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .. import __version__
 from ..backends import Backend
 from ..backends.device import machine_id, usable_cpus
 from ..core.decode import DecodeConfig, decode_steps
@@ -25,6 +24,7 @@ from ..core.drafter import Drafter
 from ..core.sampling import SamplingConfig
 from ..core.stats import DecodeStats
 from ..errors import InvalidOption
+from ..version import __version__
 from .agreement import NEAR_TIE_MARGIN, check_tokens, compare_outputs
 from .benchstats import describe_speedup, speedup, summarize
 

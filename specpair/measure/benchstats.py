@@ -12,7 +12,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats as sps
 
 CONFIDENCE = 0.95
 N_BOOTSTRAP = 10_000
@@ -43,6 +42,8 @@ def summarize(values: list[float]) -> Summary:
     mean = float(x.mean())
     if x.size < 2:
         return Summary(1, mean, mean, math.nan, math.nan)
+    from scipy import stats as sps  # [bench] extra
+
     half = sps.t.ppf(0.5 + CONFIDENCE / 2, x.size - 1) * x.std(ddof=1) / math.sqrt(x.size)
     return Summary(int(x.size), mean, float(np.median(x)), mean - half, mean + half)
 
@@ -64,6 +65,8 @@ def speedup(baseline: list[float], candidate: list[float], *, seed: int = 0) -> 
     """How many times faster `candidate` is than `baseline`, from paired runs."""
     if len(baseline) != len(candidate) or not baseline:
         raise ValueError("speedup needs paired, non-empty measurements")
+    from scipy import stats as sps  # [bench] extra
+
     log_ratios = np.log(np.asarray(candidate, float)) - np.log(np.asarray(baseline, float))
     ratio = float(np.exp(log_ratios.mean()))
     n = log_ratios.size
