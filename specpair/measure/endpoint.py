@@ -24,9 +24,13 @@ import httpx
 import numpy as np
 
 from ..core.sampling import SamplingConfig
-from ..errors import SpecpairError
+from ..errors import EngineError, SpecpairError
 from .benchstats import describe_speedup, speedup, summarize
 from .suites import Prompt
+
+
+class EndpointError(EngineError):
+    """A request an endpoint failed (an HTTP error, or an error chunk mid-stream)."""
 
 FAMILIES = ("vllm:", "llamacpp:", "specpair:")
 DEFAULT_TIMEOUT = 300.0
@@ -144,7 +148,7 @@ class Client:
         try:
             with self.http.stream("POST", path, json=body) as r:
                 if r.status_code != 200:
-                    raise SpecpairError(f"{self.endpoint.label}: HTTP {r.status_code}: "
+                    raise EndpointError(f"{self.endpoint.label}: HTTP {r.status_code}: "
                                         f"{r.read().decode(errors='replace')[:200]}")
                 for line in r.iter_lines():
                     if not line.startswith("data:"):
@@ -153,6 +157,12 @@ class Client:
                     if data == "[DONE]":
                         break
                     chunk = json.loads(data)
+                    if isinstance(chunk, dict) and "error" in chunk:
+                        # a stream that ends in an error is a failed request, not a short one
+                        err = chunk["error"]
+                        message = err.get("message") if isinstance(err, dict) else err
+                        raise EndpointError(f"{self.endpoint.label}: error mid-stream: "
+                                            f"{message}")
                     text = _chunk_text(chunk)
                     now = time.perf_counter()
                     if text:
@@ -164,7 +174,7 @@ class Client:
                         pieces.append(text)
                     _read_extras(chunk, result)
         except httpx.HTTPError as e:
-            raise SpecpairError(f"{self.endpoint.label} ({self.endpoint.url}): {e}") from None
+            raise EndpointError(f"{self.endpoint.label} ({self.endpoint.url}): {e}") from None
         result.seconds = time.perf_counter() - t0
         result.text = "".join(pieces)
         if not result.completion_tokens:
@@ -224,7 +234,8 @@ def run(endpoints: Sequence[Endpoint], prompts: Sequence[Prompt], *, runs: int,
         prompt = prompts[r % len(prompts)]
         for c in clients:
             res = c.request(prompt, max_tokens=max_tokens, sampling=sampling, seed=seed + r)
-            rows[c.endpoint.label].append({"run": r, **res.to_dict(), "per_pos": res.per_pos})
+            rows[c.endpoint.label].append({"run": r, **res.to_dict(), "per_pos": res.per_pos,
+                                           "category": prompt.category})
             texts[c.endpoint.label].append(res.text)
             advance(res.completion_tokens)
     if concurrency > 1:

@@ -59,7 +59,8 @@ class Message(BaseModel):
 
     def text(self) -> str:
         if isinstance(self.content, list):  # content parts: keep the text ones
-            return "".join(p.get("text", "") for p in self.content if p.get("type") == "text")
+            return "".join(p["text"] for p in self.content
+                           if p.get("type") == "text" and isinstance(p.get("text"), str))
         return self.content or ""
 
 
