@@ -124,7 +124,7 @@ class Resolver:
         (GGUF headers; file sizes where a header cannot be read)."""
         try:
             return weight_bytes_per_token(source.path) / weight_bytes_per_token(self.target_path)
-        except (SpecpairError, OSError):
+        except (SpecpairError, OSError):  # a named model not assembled yet: by file sizes
             try:
                 return source.size / max(1, os.path.getsize(self.target_path))
             except OSError:
@@ -145,6 +145,15 @@ class Resolver:
             name=os.path.basename(s.path), cost_key=self.draft_cost_key(spec),
             relative_cost=self.relative_cost(s), extra_tokens=extra_tokens,
             load=lambda: self.drafter(spec, sampling=sampling, rng=rng, p_min=p_min))
+
+    def devices(self) -> dict:
+        """Where each loaded model runs (the GPU's name, or the CPU)."""
+        out: dict = {}
+        if self._target is not None:
+            out["target"] = f"{self._target.name} on {self._target.device}"
+        for backend in self._drafts.values():
+            out.setdefault("drafts", []).append(f"{backend.name} on {backend.device}")
+        return out
 
     def close(self) -> None:
         for backend in self._drafts.values():

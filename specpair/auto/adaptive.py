@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 
 from ..core.drafter import Draft, Drafter
 from ..core.stats import Step
-from .costmodel import MIN_PREDICTED_SPEEDUP, CostModel, predicted_speedup
+from .costmodel import MIN_PREDICTED_SPEEDUP, CostModel
 from .curve import CostCurve
 
 DECAY = 0.9  # per judged round: acceptance counts have a memory of about 10 rounds
@@ -99,6 +99,7 @@ class Candidate:
     # this run's own measurements, for the cost cache (not blended with what was stored)
     measured_seconds: float = 0.0
     measured_tokens: int = 0
+    measured_rounds: int = 0
 
     @classmethod
     def with_prior(cls, drafter: Drafter, *, free: bool, prior: Sequence[float], max_k: int,
@@ -181,7 +182,11 @@ class AdaptiveDrafter(Drafter):
             per_token = (step.draft_seconds - catch_up) / step.n_drafted
             used.measured_seconds += step.draft_seconds - catch_up
             used.measured_tokens += step.n_drafted
-            w = 0.5 if used.seconds_per_token == 0 else 0.2
+            used.measured_rounds += 1
+            # a mean of the rounds at first (a stored or estimated figure counts as one), then
+            # an exponential average that follows drift
+            known = 1 if used.seconds_per_token else 0
+            w = max(1.0 / (used.measured_rounds + known), 0.2)
             used.seconds_per_token += w * (per_token - used.seconds_per_token)
             if last is used:  # steady drafting: its catch-up recurs every round
                 used.seconds_per_call += 0.2 * (catch_up - used.seconds_per_call)
@@ -217,8 +222,14 @@ class AdaptiveDrafter(Drafter):
         top = min(k_max, cand.max_k, cost.max_k)
         if not cand.free:
             top = min(top, acceptance.observed + 1)
+        # predicted_speedup for every k at once: E(k) grows by one term per k (O(top), not
+        # O(top^2): this runs every round)
+        fill = sum(alphas) / len(alphas) if alphas else 0.0
+        expected, reach = 1.0, 1.0
         for k in range(1, top + 1):
-            s = predicted_speedup(cost, alphas, k)
+            reach *= alphas[k - 1] if k - 1 < len(alphas) else fill
+            expected += reach
+            s = expected * verify[0] / cost.round_seconds(k)
             if s > best[1]:
                 best = (k, s)
         return best

@@ -91,7 +91,10 @@ class CostCurve:
         """Seconds for batches of 1..points. Between measured points: linear. Above the
         largest: its per-token slope from the two largest measured points (at least
         MIN_SLOPE single steps a token), or the prior's shape when only one token is
-        measured. Then monotone with slack: timings on a busy 2-core machine are noisy, and a
+        measured. The slope is the average one, from one token to the largest measured batch:
+        the last two points alone can be noise (4.3 then 4.1 single steps at 5 and 6 tokens
+        once extrapolated to 17 tokens at 4.3, where they cost 11). Then monotone with
+        slack: timings on a busy 2-core machine are noisy, and a
         batch of 4 that once measured cheaper than a batch of 3 must not talk auto into
         drafting. (Real dips, like llama.cpp's 16 against 12, are smaller than that slack.)"""
         if self.seconds[0] is None:
@@ -110,8 +113,8 @@ class CostCurve:
                 m1, s1 = above[0]
                 value = s0 + (s1 - s0) * (n - m0) / (m1 - m0)
             elif len(known) >= 2:
-                (ma, sa), (mb, sb) = known[-2], known[-1]
-                slope = max((sb - sa) / (mb - ma), MIN_SLOPE * single)
+                mb, sb = known[-1]
+                slope = max((sb - single) / (mb - 1), MIN_SLOPE * single)
                 value = sb + slope * (n - mb)
             else:
                 value = single * prior_ratio(n)

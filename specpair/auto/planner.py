@@ -53,9 +53,15 @@ class AutoPlan:
     draft_keys: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
+        paid = [c for c in self.drafter.candidates if not c.free]
         return {"notes": self.notes, "setup_seconds": self.setup_seconds, "kind": self.kind,
                 "rounds": self.drafter.rounds_by_choice(),
                 "alphas": self.drafter.learned_alphas(),
+                "draft_seconds_per_token": {c.name: c.seconds_per_token for c in paid},
+                "measured_draft_seconds_per_token": {
+                    c.name: c.measured_seconds / c.measured_tokens for c in paid
+                    if c.measured_tokens},
+                "verify_seconds": {str(n): s for n, s in self.drafter.curve.measured().items()},
                 "explored": self.drafter.explored}
 
 

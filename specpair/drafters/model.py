@@ -4,7 +4,7 @@ continuation, with its distributions q for exact rejection sampling."""
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -31,7 +31,7 @@ class ModelDrafter(Drafter):
 
     def __init__(
         self, backend: Backend, *, sampling: SamplingConfig, rng: np.random.Generator,
-        p_min: float = 0.0,
+        p_min: float = 0.0, clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         if not 0 <= p_min < 1:
             raise InvalidOption(f"{{draft_p_min}} must be in [0, 1) (0 = off), got {p_min}")
@@ -41,6 +41,7 @@ class ModelDrafter(Drafter):
         self._sample = None if sampling.greedy else RowSampler(sampling)
         self._rng = rng
         self.sync_seconds = 0.0
+        self._clock = clock  # the decode loop's clock (tests pass a simulated one)
         self._known: int | None = None  # context tokens known to be in the cache, or None
 
     def begin(self, prompt: Sequence[int]) -> None:
@@ -65,9 +66,9 @@ class ModelDrafter(Drafter):
         k = min(k, b.n_ctx - len(context) + 1)
         if k <= 0 or not context:
             return Draft([])  # the draft's context is full: no proposal (decoding goes on)
-        t0 = time.perf_counter()
+        t0 = self._clock()
         self._catch_up(context)
-        self.sync_seconds = time.perf_counter() - t0
+        self.sync_seconds = self._clock() - t0
         logits = b.eval([context[-1]])[0]
         self._known = len(context)
         tokens: list[int] = []

@@ -60,21 +60,25 @@ class Calibration:
 
 def calibrate(target: Backend, drafter, prompts: Sequence[Sequence[int]], *, k_cal: int,
               max_tokens: int, sampling) -> Calibration:
-    """A short decode with the drafter at K = k_cal: per-position acceptance and draft cost."""
+    """A short decode with the drafter at K = k_cal: per-position acceptance and draft cost
+    (what a drafted token costs: the drafter's catch-up on the context, `sync_seconds`, the
+    prompt included, is left out, as auto leaves it out)."""
     from ..core.decode import DecodeConfig, decode_steps
     from ..core.stats import DecodeStats
 
     stats = DecodeStats()
     config = DecodeConfig(max_tokens=max_tokens, draft_tokens=k_cal, sampling=sampling)
     counts = np.zeros(k_cal + 1)
+    catch_up = 0.0
     for prompt in prompts:
-        drafter.propose(prompt, 0)  # a model drafter evaluates the prompt now, not timed
         for step in decode_steps(target, drafter, prompt, config=config,
                                  rng=np.random.default_rng(sampling.seed or 0)):
             stats.add(step)
+            if step.n_drafted:
+                catch_up += min(drafter.sync_seconds, step.draft_seconds)
             if not step.finish:  # the last round may be cut short by max_tokens
                 counts[min(step.n_drafted, k_cal)] += 1
-    per_token = stats.draft_seconds / stats.drafted if stats.drafted else 0.0
+    per_token = (stats.draft_seconds - catch_up) / stats.drafted if stats.drafted else 0.0
     full = counts[k_cal] == counts.sum()
     lengths = None if full or not counts.sum() else tuple(counts / counts.sum())
     return Calibration(drafter.name, tuple(stats.alphas), per_token,

@@ -8,6 +8,7 @@ Format: https://github.com/ggml-org/ggml/blob/master/docs/gguf.md
 
 from __future__ import annotations
 
+import functools
 import mmap
 import struct
 from pathlib import Path
@@ -65,6 +66,14 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
 
 
 def weight_bytes_per_token(path: str | Path) -> int:
+    """See _weight_bytes; cached per file (name, size and mtime): parsing a 152k-token
+    vocabulary's header takes most of a second, and auto asks on every request."""
+    st = Path(path).stat()
+    return _weight_bytes(str(path), st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=64)
+def _weight_bytes(path: str, size: int, mtime_ns: int) -> int:
     """Bytes of weights one token's forward pass reads: every tensor but the token embedding,
     which is a lookup, unless the output layer is tied to it (then the embedding is the output
     layer, read in full: Gemma 3 270M's 262k-token vocabulary is 70% of its file). On 2-core
