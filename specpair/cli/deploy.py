@@ -47,12 +47,20 @@ def bench_endpoints(args: argparse.Namespace) -> int:
 
     if args.label and len(args.label) != len(args.endpoint):
         raise InvalidOption(f"give one --label per --endpoint ({len(args.endpoint)}), or none")
-    if args.concurrency < 1 or args.timeout <= 0 or args.runs < 1:
+    from ..measure.bench import DEFAULT_RUNS
+    from ..measure.suites import DEFAULT_PER_CATEGORY, SPEC_BENCH
+
+    if args.concurrency < 1 or args.timeout <= 0 or (args.runs is not None and args.runs < 1):
         raise InvalidOption("--concurrency and --runs must be >= 1, --timeout > 0")
     labels = args.label or [f"endpoint {i + 1}" for i in range(len(args.endpoint))]
     endpoints = [Endpoint(url, label, args.api_key, args.model)
                  for url, label in zip(args.endpoint, labels)]
-    prompts = load_suite(args.suite)
+    per_category = args.per_category
+    if per_category is None and args.suite.startswith(SPEC_BENCH):
+        per_category = DEFAULT_PER_CATEGORY
+    prompts = load_suite(args.suite, per_category=per_category)
+    categorized = any(p.category for p in prompts)
+    args.runs = args.runs or (len(prompts) if categorized else DEFAULT_RUNS)
     if args.json and args.json != "-":
         check_writable(args.json)
     progress = Progress(TextColumn("bench"), BarColumn(), MofNCompleteColumn(),
