@@ -21,12 +21,12 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from specpair.backends import BackendConfig, load_backend  # noqa: E402
-from specpair.bench import BenchConfig, fixed, run_bench  # noqa: E402
-from specpair.crossvocab import TextDrafter  # noqa: E402
+from specpair.core.prompt import encode_prompt  # noqa: E402
+from specpair.core.sampling import SamplingConfig  # noqa: E402
 from specpair.drafters import ModelDrafter  # noqa: E402
-from specpair.prompt import encode_prompt  # noqa: E402
-from specpair.sampling import SamplingConfig  # noqa: E402
-from specpair.suites import load_suite  # noqa: E402
+from specpair.drafters.crossvocab import TextDrafter  # noqa: E402
+from specpair.measure.bench import BenchConfig, fixed, run_bench  # noqa: E402
+from specpair.measure.suites import load_suite  # noqa: E402
 
 
 def main() -> int:

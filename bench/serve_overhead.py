@@ -20,13 +20,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from specpair.backends import BackendConfig, load_backend  # noqa: E402
-from specpair.decode import DecodeConfig, generate_text  # noqa: E402
+import specpair  # noqa: E402
+from specpair.core.decode import DecodeConfig, generate_text  # noqa: E402
+from specpair.core.prompt import encode_prompt  # noqa: E402
+from specpair.core.stats import DecodeStats  # noqa: E402
 from specpair.models import DEFAULT_TARGET  # noqa: E402
-from specpair.prompt import encode_prompt  # noqa: E402
 from specpair.serve.app import ServeSettings, create_app  # noqa: E402
 from specpair.serve.engine import Engine  # noqa: E402
-from specpair.stats import DecodeStats  # noqa: E402
 from tests.serving import running  # noqa: E402
 
 PROMPT = "Write a short story about a lighthouse keeper who finds a message in a bottle."
@@ -38,9 +38,9 @@ def main() -> int:
     p.add_argument("--runs", type=int, default=5)
     p.add_argument("-n", type=int, default=128)
     args = p.parse_args()
-    config = BackendConfig(n_ctx=4096)
-    target = load_backend(args.target, config)
-    engine = Engine(target, engine="gguf", config=config, max_queue=2)
+    pair = specpair.load(args.target, draft="none", n_ctx=4096)
+    target = pair.target
+    engine = Engine(pair, max_queue=2)
     app = create_app(engine, ServeSettings(model="m", draft="none"))
     prompt = encode_prompt(target, PROMPT, chat=True)
     ratios = []

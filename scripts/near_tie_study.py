@@ -23,10 +23,10 @@ import sys
 import numpy as np
 
 from specpair.backends import BackendConfig, load_backend, sync
-from specpair.costs import machine_id
+from specpair.backends.device import machine_id
+from specpair.core.prompt import encode_prompt
+from specpair.measure.suites import load_suite
 from specpair.models import DEFAULT_TARGET
-from specpair.prompt import encode_prompt
-from specpair.suites import load_suite
 
 TOP = 10
 

@@ -41,11 +41,12 @@ class Generation:
     auto: dict | None = None  # what auto decided and learned (notes, rounds, acceptance)
     translate_seconds: float = 0.0  # a text-level draft's time converting between vocabularies
     notes: list[str] = field(default_factory=list)
+    devices: dict = field(default_factory=dict)  # where the target and each draft ran
 
     def to_dict(self) -> dict:
         out = {"text": self.text, "tokens": self.tokens, "stats": self.stats.to_dict(),
                "finish_reason": self.finish_reason, "exact": self.exact,
-               "drafter": self.drafter}
+               "drafter": self.drafter, "devices": self.devices}
         if not self.exact:
             out["acceptance"] = self.acceptance
         if self.translate_seconds:

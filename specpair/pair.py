@@ -252,6 +252,7 @@ class Pair:
             if drafting.plan is not None:
                 gen.auto = drafting.plan.to_dict()
             gen.translate_seconds = drafter.translate_seconds if drafter is not None else 0.0
+            gen.devices = self.resolver.devices()
             gen.notes += gen.stats.notes
             store = self.options.suffix_store
             if store and not partition and gen.tokens and self._uses_suffix(drafting):

@@ -26,6 +26,16 @@ def unavailable(reason: str, *, module: bool = False):
     pytest.skip(reason, allow_module_level=module)
 
 
+def need(module: str, extra: str):
+    """Import `module` or, for want of it, skip (fail in CI) naming the extra to install."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        unavailable(f"{module} is not installed: pip install -e '.[{extra}]'")
+
+
 def _model_path(name: str) -> str:
     try:
         import llama_cpp  # noqa: F401

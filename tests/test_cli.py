@@ -102,7 +102,9 @@ def test_json_output_has_every_field(capsys, draft_path):
                            "--draft", draft_path, "--max-tokens", "12", "--json")
     assert code == 0
     result = json.loads(out)
-    assert set(result) == {"text", "tokens", "stats", "exact", "drafter", "finish_reason"}
+    assert set(result) == {"text", "tokens", "stats", "exact", "drafter", "finish_reason",
+                           "devices"}
+    assert "on CPU" in result["devices"]["target"]
     assert result["exact"] is True
     for field in ("new_tokens", "drafts", "drafted", "accepted", "acceptance_rate",
                   "mean_acceptance_length", "acceptance_by_position", "alphas",

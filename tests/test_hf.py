@@ -9,6 +9,8 @@ import json
 import numpy as np
 import pytest
 
+pytestmark = pytest.mark.engine  # torch and transformers (the [hf] extra)
+
 from .conftest import unavailable  # noqa: E402
 
 try:

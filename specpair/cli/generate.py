@@ -89,6 +89,8 @@ def run(args: argparse.Namespace) -> int:
         error = e  # under --json the partial output and its statistics still go out
     finally:
         pieces.close()
+        for which, where in result.devices.items():
+            say(f"{which}: {', '.join(where) if isinstance(where, list) else where}")
         for note in pair.resolver.notes:
             say(note)
         for note in result.notes:

@@ -9,7 +9,18 @@ from ..version import __version__
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import advise, bench, check, deploy, generate, models, overhead, serve, steer
+    from . import (
+        advise,
+        bench,
+        check,
+        deploy,
+        exactness,
+        generate,
+        models,
+        overhead,
+        serve,
+        steer,
+    )
 
     parser = argparse.ArgumentParser(
         prog="specpair",
@@ -19,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"specpair {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for command in (generate, check, bench, advise, serve, steer, deploy, models, overhead):
+    for command in (generate, check, bench, advise, serve, steer, deploy, models, overhead,
+                    exactness):
         command.add(sub)
     return parser
