@@ -20,8 +20,9 @@ from .conftest import need
 def test_overhead_measures_every_combination_and_prints_the_share(capsys):
     assert main(["overhead", "--rounds", "10", "--device", "none", "--json", "-"]) == 0
     out = capsys.readouterr().out
-    assert "share of a 10 ms step" in out
+    assert "decode loop overhead" in out  # the table, then the JSON
     rows = json.loads(out[out.index("{"):])["rows"]
+    assert all(r["share_of_10ms_step"] == pytest.approx(r["ms_per_round"] / 10) for r in rows)
     assert {(r["sampling"], r["k"]) for r in rows} == {
         (s, k) for s in ("greedy", "sampled") for k in (1, 4, 8, 16)}
     greedy = [r for r in rows if r["sampling"] == "greedy"]

@@ -1,6 +1,7 @@
 """Verification on torch tensors (a GPU target's logits never leave the device) against the numpy
 reference, on the CPU: greedy results identical, sampled distributions identical (chi-square),
-the sampling transform the same."""
+the sampling transform the same. (The Verifier sends CPU tensors to numpy, which is faster there;
+these tests call the device path directly.)"""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from scipy.stats import chisquare
 
 from specpair.core.acceptance import AcceptanceRule
 from specpair.core.drafter import Draft
-from specpair.core.ops import Verifier
+from specpair.core.ops import Verifier, on_accelerator
 from specpair.core.sampling import SamplingConfig, make_transform
 
 from .conftest import need
@@ -35,9 +36,25 @@ def test_the_transform_is_the_same_on_torch(config):
     np.testing.assert_allclose(got, expect, atol=1e-6)
 
 
+def _device_path(config: SamplingConfig):
+    from specpair.core.torch_ops import TorchVerifier
+
+    return TorchVerifier(config, AcceptanceRule())
+
+
+def test_cpu_tensors_take_the_host_path_and_agree_with_it():
+    logits = np.random.default_rng(3).normal(size=(3, 50)).astype(np.float32)
+    assert not on_accelerator(torch.from_numpy(logits)) and not on_accelerator(logits)
+    verifier = Verifier(SamplingConfig(temperature=0.8, top_p=0.9), AcceptanceRule())
+    u = np.random.default_rng(4).random((3, 2))
+    assert verifier(torch.from_numpy(logits), Draft([1, 2]), u) == verifier(
+        logits, Draft([1, 2]), u)
+
+
 def test_greedy_verification_is_identical_on_torch():
     rng = np.random.default_rng(1)
     verifier = Verifier(SamplingConfig(), AcceptanceRule())
+    device = _device_path(SamplingConfig())
     for _ in range(200):
         k = int(rng.integers(0, 6))
         logits = rng.normal(size=(k + 1, 30)).astype(np.float32)
@@ -45,7 +62,7 @@ def test_greedy_verification_is_identical_on_torch():
         tokens = [int(best[i]) if rng.random() < 0.7 else int(rng.integers(30))
                   for i in range(k)]
         u = rng.random((k + 1, 2))
-        assert verifier(torch.from_numpy(logits), Draft(tokens), u) == verifier(
+        assert device(torch.from_numpy(logits), Draft(tokens), u) == verifier(
             logits, Draft(tokens), u)
 
 
@@ -58,9 +75,9 @@ def test_sampled_verification_has_the_same_distribution_on_torch(with_q):
     config = SamplingConfig(temperature=1.0, top_p=0.9)
     logits = rng.normal(size=(3, v)).astype(np.float32)
     q = make_transform(SamplingConfig(temperature=1.0))(rng.normal(size=(2, v)))
-    p = make_transform(config)(logits)[0]
-    verifier = Verifier(config, AcceptanceRule())
-    for array in (logits, torch.from_numpy(logits)):
+    p = make_transform(config)(logits)[0].astype(np.float64)  # sums exact to chisquare
+    host, device = Verifier(config, AcceptanceRule()), _device_path(config)
+    for verifier, array in ((host, logits), (device, torch.from_numpy(logits))):
         counts: Counter = Counter()
         for i in range(n):
             r = np.random.default_rng(i)

@@ -28,6 +28,14 @@ def to_numpy(array: Any) -> np.ndarray | None:
     return array.detach().float().cpu().numpy()
 
 
+def on_accelerator(array: Any) -> bool:
+    """Whether an array lives on a GPU (or MPS): there the torch path keeps logits on the
+    device. A CPU tensor goes to numpy (float32: no copy), whose top-p sorts only the nucleus:
+    torch's full sort of a 152k row made a sampled K=4 round cost 69 ms on a 2-core EPYC
+    against 1.5 ms (`specpair overhead`)."""
+    return not isinstance(array, np.ndarray) and array.device.type != "cpu"
+
+
 class PositionUniforms:
     """Two uniforms for each output position j = 0, 1, ..., drawn in order from a generator of
     their own (spawned from the caller's, so a drafter sampling from the caller's generator
@@ -54,16 +62,14 @@ class Verifier:
         self._torch: Any = None
 
     def __call__(self, logits: Any, draft: Draft, u: np.ndarray) -> tuple[int, int]:
-        if not isinstance(logits, np.ndarray) and not self.acceptance.exact:
-            # the opt-in lossy rules run on the host, on copies
-            return self.numpy(to_numpy(logits), draft.tokens, to_numpy(draft.q), u)
-        if not isinstance(logits, np.ndarray):
+        if on_accelerator(logits) and self.acceptance.exact:
             if self._torch is None:
                 from .torch_ops import TorchVerifier
 
                 self._torch = TorchVerifier(self.sampling, self.acceptance)
             return self._torch(logits, draft, u)
-        return self.numpy(logits, draft.tokens, to_numpy(draft.q), u)
+        # the host path: numpy logits, CPU tensors, and the opt-in lossy rules (on copies)
+        return self.numpy(to_numpy(logits), draft.tokens, to_numpy(draft.q), u)
 
     def numpy(self, logits: np.ndarray, tokens: Sequence[int], q: np.ndarray | None,
               u: np.ndarray) -> tuple[int, int]:
@@ -105,8 +111,8 @@ class RowSampler:
         self._row = make_row_transform(sampling)
 
     def __call__(self, logits: Any, u: float) -> tuple[int, Any]:
-        if isinstance(logits, np.ndarray):
-            q = dense(self._row(logits))
+        if not on_accelerator(logits):
+            q = dense(self._row(to_numpy(logits)))
             return sample(q, u), q
         import torch
 
