@@ -47,8 +47,12 @@ ENDPOINTS=(--endpoint http://127.0.0.1:8100 --label "specpair plain"
            --endpoint http://127.0.0.1:8202 --label "llama-server ngram-cache")
 for suite in "${SUITES[@]}"; do
   name=$(basename "$suite" .jsonl)
-  if [ "$suite" = spec-bench ]; then n=128; else n=256; fi
-  specpair bench "${ENDPOINTS[@]}" --suite "$suite" -n "$n" --timeout 900 \
+  if [ "$suite" = spec-bench ]; then
+    n=128; runs=()
+  else  # a workload file: every request once, in order
+    n=256; runs=(--runs "$(grep -c . "$suite")")
+  fi
+  specpair bench "${ENDPOINTS[@]}" --suite "$suite" -n "$n" --timeout 900 "${runs[@]}" \
     --json "$OUT/bench-$name.json"
 done
 python "$(dirname "$0")/anchors_table.py" "$OUT"/bench-*.json --ceiling "$OUT/ceiling.json" \

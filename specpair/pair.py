@@ -170,7 +170,12 @@ class Pair:
                 return Drafting(lookup)
             free.append(lookup)
         elif spec == "auto":
+            # both lookups, judged in shadow every round (they cost ~0.1 ms to ask): the suffix
+            # tree knows earlier outputs and frequencies, but its proposals end at its depth
+            # (24): in a long copy the n-gram lookup proposes 64 tokens (measured on
+            # bench/repeated_task.jsonl: MEASUREMENTS.md)
             free.append(self.lookup("suffix", scope=scope, partition=partition))
+            free.append(self.lookup("ngram"))
             for s in self.resolver.auto_drafts():
                 option = self.resolver.option(s, sampling=sampling, rng=rng, p_min=o.draft_p_min)
                 models.append(replace(option, load=_noting(option.load, used, s)))

@@ -208,7 +208,9 @@ def test_sigterm_under_load_exits_0_and_every_client_gets_an_answer(draft_path):
 def test_a_soak_of_1000_short_requests_does_not_grow_memory(draft_path):
     psutil = pytest.importorskip("psutil")
     port = 18900 + os.getpid() % 90
-    proc = _start_server(draft_path, port, "--max-tokens-cap", "2")
+    bound = 1000  # tokens the global suffix tree may hold
+    proc = _start_server(draft_path, port, "--max-tokens-cap", "2",
+                         "--suffix-max-cached-tokens", str(bound))
     url = f"http://127.0.0.1:{port}"
     rss = {}
     try:
@@ -220,9 +222,15 @@ def test_a_soak_of_1000_short_requests_does_not_grow_memory(draft_path):
                 if i in (100, 1000):
                     rss[i] = psutil.Process(proc.pid).memory_info().rss
         growth = rss[1000] / rss[100] - 1
+        metrics = httpx.get(url + "/metrics", timeout=10).text
+        tree = {line.split()[0].rsplit("_", 1)[-1]: float(line.split()[1])
+                for line in metrics.splitlines() if line.startswith("specpair:suffix_tree_")}
         print(f"\nsoak: RSS {rss[100] / 2**20:.1f} MiB after 100 requests, "
-              f"{rss[1000] / 2**20:.1f} MiB after 1000 ({growth:+.1%})")
+              f"{rss[1000] / 2**20:.1f} MiB after 1000 ({growth:+.1%}); global suffix tree "
+              f"{tree['tokens']:.0f} tokens (bound {bound}), {tree['nodes']:.0f} nodes, "
+              f"~{tree['bytes'] / 2**10:.0f} KiB")
         assert growth < 0.05
+        assert 0 < tree["tokens"] <= bound and tree["bytes"] > 0
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)

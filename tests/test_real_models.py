@@ -31,6 +31,18 @@ def model_drafter(backend):
     return ModelDrafter(backend, sampling=SamplingConfig(), rng=np.random.default_rng(0))
 
 
+def test_the_gpu_layers_option_reaches_llama_cpp(draft_path):
+    """Where each layer went is read from llama.cpp's own load log: on this CPU build, all 24
+    of the 0.5B's layers (and the output layer) on the CPU, none offloaded."""
+    from specpair.backends import BackendConfig, load_backend
+
+    backend = load_backend(draft_path, BackendConfig(n_ctx=64, gpu_layers=0))
+    assert backend.gpu_layers == 0
+    assert backend.n_layers >= 24 and backend.offloaded_layers == 0
+    assert backend.device.startswith("CPU")
+    backend.close()
+
+
 def test_rewind_then_reevaluate_gives_the_same_logits(draft):
     prompt = draft.tokenize("def quicksort(arr):\n")
     sync(draft, prompt)

@@ -22,10 +22,12 @@ drafted token costs), over the tokens it drafted; every drafted token is one eva
 draft, the first included (drafters/model.py), so K = 1 probes measure it as well as K = 16.
 The catch-up of a round that follows the same drafter's round is the per-call cost.
 
-Curve points stored by earlier runs but not yet seen this run may be stale (measured on a busy
-machine, or before an upgrade). Once every EXPLORE_EVERY rounds in which they are all that stops
-a free drafter from drafting, auto drafts anyway as if they were unmeasured: a re-measurement
-with regret bounded by one round in EXPLORE_EVERY.
+Curve points not measured in this run may be stale (stored by a run on a busy machine) or
+unknown (batches larger than any used so far: on a 2-core CPU only long drafts pay, and the
+estimate extrapolates pessimistically). Once every EXPLORE_EVERY rounds, auto predicts with
+those points as if they were nearly free; if a free drafter's proposal would then beat the
+current choice by EXPLORE_GAIN, it drafts that K: the round measures the point. Regret stays
+bounded by one round in EXPLORE_EVERY, and only where the drafter's acceptance is high.
 """
 
 from __future__ import annotations
@@ -44,7 +46,8 @@ PRIOR_ROUNDS = 4.0  # how many rounds a prior acceptance is worth
 PROBE_EVERY = 32  # plain rounds between two K = 1 probes of a drafter that costs something
 DEFAULT_PRIOR_ALPHA = 0.3  # conservative: a model draft must prove itself before it drafts long
 SHADOW_PENDING = 24  # free proposals awaiting judgement (a K=16 one waits up to 16 rounds)
-EXPLORE_EVERY = 16  # rounds between two re-measurements of stored, unconfirmed curve points
+EXPLORE_EVERY = 16  # rounds between two measurements of curve points not seen this run
+EXPLORE_GAIN = 1.15  # what such a point must promise over the current choice
 
 
 @dataclass
@@ -247,8 +250,7 @@ class AdaptiveDrafter(Drafter):
         if not self.curve.known:  # the first round measures a plain step
             return self._plain(count=False)
         best = self._best(self.curve.estimate(), free_drafts, k_max)
-        if best is None or best[0] < self.min_speedup:
-            best = self._explore(free_drafts, k_max)
+        best = self._explore(free_drafts, k_max, best) or best
         if best is None or best[0] < self.min_speedup:
             return self._probe(context) or self._plain()
         _, cand, kk = best
@@ -278,19 +280,23 @@ class AdaptiveDrafter(Drafter):
                 best = (s, cand, kk)
         return best
 
-    def _explore(self, free_drafts: dict, k_max: int) -> tuple[float, Candidate, int] | None:
-        """Every EXPLORE_EVERY rounds that would be plain, predict once more with the stored
-        curve points not yet confirmed this run treated as unmeasured; if a free drafter wins
-        then, draft with it: the round re-measures the point."""
+    def _explore(self, free_drafts: dict, k_max: int,
+                 current: tuple[float, Candidate, int] | None,
+                 ) -> tuple[float, Candidate, int] | None:
+        """Every EXPLORE_EVERY rounds: the best free proposal if the points this run has not
+        measured were nearly free (`CostCurve.optimistic`); drafted if its K's point is
+        unmeasured and it promises EXPLORE_GAIN over the current choice."""
         self._explore_rounds += 1
-        if self._explore_rounds % EXPLORE_EVERY or not self.curve.unconfirmed():
+        if self._explore_rounds % EXPLORE_EVERY:
             return None
-        best = self._best(self.curve.estimate(confirmed_only=True), free_drafts, k_max,
-                          free_only=True)
-        if best is not None and best[0] >= self.min_speedup:
-            self.explored += 1
-            return best
-        return None
+        found = self._best(self.curve.optimistic(), free_drafts, k_max, free_only=True)
+        if found is None or found[2] + 1 in self.curve.confirmed():
+            return None
+        floor = max(self.min_speedup, EXPLORE_GAIN * (current[0] if current else 1.0))
+        if found[0] < floor:
+            return None
+        self.explored += 1
+        return found
 
     def _plain(self, *, count: bool = True) -> Draft:
         self._plain_rounds += count

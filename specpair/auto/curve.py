@@ -87,6 +87,21 @@ class CostCurve:
         return [i + 1 for i, s in enumerate(self.seconds) if s is not None and i
                 and not self.counts[i]]
 
+    def confirmed(self) -> set[int]:
+        """Batch sizes measured in this run."""
+        return {i + 1 for i, c in enumerate(self.counts) if c}
+
+    def optimistic(self) -> tuple[float, ...]:
+        """The curve if what no round of this run measured were nearly free (flat past the
+        largest measured batch, as on a GPU): the bound auto explores against, never the
+        estimate it decides with."""
+        out = list(self.estimate(confirmed_only=True))
+        top = max(self.confirmed() | {1})
+        single = self.seconds[0] or 1.0
+        for n in range(top + 1, self.points + 1):
+            out[n - 1] = min(out[n - 1], out[top - 1] + MIN_SLOPE * single * (n - top))
+        return tuple(out)
+
     def estimate(self, *, confirmed_only: bool = False) -> tuple[float, ...]:
         """Seconds for batches of 1..points. Between measured points: linear. Above the
         largest: its per-token slope from the two largest measured points (at least

@@ -110,7 +110,8 @@ def add_suffix_options(p: argparse.ArgumentParser) -> None:
                                      f"{DEFAULT_MAX_CACHED_REQUESTS})")
     g.add_argument("--suffix-max-cached-tokens", type=int, default=DEFAULT_MAX_CACHED_TOKENS,
                    metavar="N", help="tokens the global tree keeps, oldest outputs out first "
-                                     f"(default {DEFAULT_MAX_CACHED_TOKENS:,}: at most ~380 MB)")
+                                     f"(default {DEFAULT_MAX_CACHED_TOKENS:,}: ~50 MB on real "
+                                     "text)")
 
 
 def add_sampling_options(p: argparse.ArgumentParser) -> None:

@@ -61,8 +61,10 @@ class NgramDrafter(Drafter):
                 full = hits[hits + n + k <= len(tokens)]
                 start = int(full[-1] if full.size else hits[-1]) + n
                 # a long match predicts far better than a 2-token one (which random text
-                # produces by chance): the kind says which
-                return Draft(tokens[start : start + k].tolist(), kind=f"match {min(n, 4)}")
+                # produces by chance): the kind says which, and an 8-token match (a copy under
+                # way) is a kind of its own: auto learns to draft long there
+                kind = str(n) if n < 4 else "4-7" if n < 8 else "8+"
+                return Draft(tokens[start : start + k].tolist(), kind=f"match {kind}")
         return Draft([])
 
     def close(self) -> None:

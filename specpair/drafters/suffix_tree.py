@@ -25,9 +25,10 @@ from collections.abc import Iterable, Sequence
 
 ROOT = 0
 _STRIDE = 1 << 21  # child key = node * _STRIDE + token (vocabularies under 2 million tokens)
-# Measured with tracemalloc on 50k tokens of real model output at depth 24: the dict entry of
-# a child, its key and value ints, and six array slots.
-NODE_BYTES = 160
+# Measured with tracemalloc on 16,509 tokens of Spec-Bench prompts: 124 bytes a node at depth 24
+# (20.9 nodes a token), 142 at depth 64 (52.5 a token): a child's dict entry, its key and value
+# ints, and six array slots.
+NODE_BYTES = 130
 
 
 class SuffixTree:
