@@ -19,6 +19,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import specpair
+from specpair.core.prompt import encode_prompt
+from specpair.measure.agreement import check_tokens
 from specpair.serve.app import ServeSettings, create_app
 from specpair.serve.engine import Engine
 
@@ -139,9 +141,15 @@ def test_clients_that_leave_at_random_points_leave_nothing_behind(served, draft_
     assert health["busy"] is False and health["queue"] == 0
     got = httpx.post(url + "/v1/chat/completions", timeout=60, json={
         "messages": [PROMPT], "max_tokens": CAP, "temperature": 0}).json()
+    text = got["choices"][0]["message"]["content"]
     with specpair.load(draft_path, draft="none", n_ctx=2048) as fresh:
-        expect = fresh.generate(messages=[PROMPT], max_tokens=CAP).text
-    assert got["choices"][0]["message"]["content"] == expect
+        if text != fresh.generate(messages=[PROMPT], max_tokens=CAP).text:
+            # plain greedy output up to llama.cpp's near-ties (batch kernels differ by CPU):
+            # every token the target's argmax given its prefix, or within the near-tie margin
+            target = fresh.target
+            check = check_tokens(target, encode_prompt(target, [PROMPT], chat=True),
+                                 target.tokenize(text, add_bos=False))
+            assert check.ok and check.near_tie, check.describe()
 
 
 def _start_server(model: str, port: int, *extra: str) -> subprocess.Popen:

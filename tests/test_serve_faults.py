@@ -157,3 +157,17 @@ def test_metrics_report_the_suffix_trees_size():
     assert values["specpair:suffix_tree_requests"] == 1
     assert values["specpair:suffix_tree_tokens"] == 20
     assert values["specpair:suffix_tree_bytes"] > 0
+
+
+@pytest.mark.parametrize("options, words", [
+    (["--max-tokens", "10", "--max-tokens-cap", "5"], ["--max-tokens", "(5)"]),
+    (["--max-tokens-cap", "0"], ["--max-tokens-cap"]),
+    (["--max-queue", "-1"], ["--max-queue"]),
+])
+def test_serve_refuses_bad_options_in_one_line_before_loading(capsys, options, words):
+    from specpair.cli import main
+
+    from .test_cli import assert_one_line_error
+
+    assert main(["serve", "--target", "not-loaded.gguf", *options]) == 2
+    assert_one_line_error(capsys.readouterr().err, *words)

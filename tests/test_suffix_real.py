@@ -9,6 +9,7 @@ import pytest
 
 import specpair
 from specpair.auto import costs
+from specpair.auto.curve import CostCurve
 from specpair.core.decode import DecodeConfig, decode_steps
 from specpair.core.prompt import encode_prompt
 from specpair.drafters.suffix import SuffixCache, SuffixDrafter
@@ -44,7 +45,7 @@ def test_suffix_greedy_equals_plain_on_the_real_target(target):
 def test_a_poisoned_curve_heals_on_an_edit_request(target_path):
     """One busy run once stored a 1.5B verify curve with a batch of 2 at 6.2x one token and
     nothing above: auto never drafted again. Now that point is ignored, auto drafts within the
-    first 64 tokens of an edit request, and the stored curve is corrected."""
+    first 64 tokens of an edit request, and that point never takes effect again."""
     with specpair.load(target_path, draft="auto", n_ctx=2048) as pair:
         target = pair.target
         key = costs.cost_key("verify", "gguf", target.path, pair.resolver.target_config,
@@ -53,9 +54,13 @@ def test_a_poisoned_curve_heals_on_an_edit_request(target_path):
         edit = load_suite("edit")[0]
         out = pair.generate(edit.text, chat=True, max_tokens=64)
     assert any(name != "plain" for name in out.auto["rounds"]), out.auto
-    assert any("impossible" in n for n in out.notes)
-    curve = costs.load()[key]
-    assert curve[1] is not None and curve[1] < 2 * curve[0]
+    assert any("impossible" in n for n in out.auto["notes"]), out.auto["notes"]
+    # the run stored what it measured; the poisoned point stays in the file until it ages out
+    # (the last 5 runs are kept), and every later run ignores it
+    stored = costs.load()[key]
+    assert sum(s is not None for s in stored) > 2
+    curve = CostCurve(stored)
+    assert curve.seconds[1] is None or curve.seconds[1] < 2 * curve.seconds[0]
 
 
 def test_the_draft_estimate_counts_the_output_layer_and_gemma_is_not_loaded_on_2_cores(

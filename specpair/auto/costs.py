@@ -28,7 +28,7 @@ from pathlib import Path
 from ..backends.device import machine_id, usable_cpus
 from ..core.files import locked, write_atomic
 from ..version import __version__
-from .curve import CURVE_POINTS, plausible
+from .curve import CURVE_POINTS
 
 MAX_RUNS = 5
 MAX_SECONDS = 600.0  # no single cost is ever this long: such a value is corrupt
@@ -111,8 +111,9 @@ def _median(values: list[float]) -> float:
 
 
 def _summary(key: str, runs: list):
-    """What a key's runs say: a curve point by point (implausible points left out), a scalar,
-    or the latest acceptance (priors follow the text, not the machine)."""
+    """What a key's runs say: a curve point by point (the median of the runs that measured it;
+    CostCurve then ignores, and notes, a point physics rules out), a scalar, or the latest
+    acceptance (priors follow the text, not the machine)."""
     kind = _kind_of(key)
     if kind == ALPHAS:
         return runs[-1]
@@ -121,8 +122,7 @@ def _summary(key: str, runs: list):
     width = max(len(r) for r in runs)
     curve: list[float | None] = []
     for i in range(width):
-        points = [r[i] for r in runs if i < len(r) and r[i] is not None
-                  and plausible(i + 1, r[i], r[0])]
+        points = [r[i] for r in runs if i < len(r) and r[i] is not None]
         curve.append(_median(points) if points else None)
     return curve
 

@@ -85,16 +85,16 @@ def run(args: argparse.Namespace) -> int:
         interrupted = True
     except SpecpairError as e:
         if not args.json:
-            raise
+            raise  # the one-line error alone: the lines below are for a finished generation
         error = e  # under --json the partial output and its statistics still go out
     finally:
         pieces.close()
-        for which, where in result.devices.items():
-            say(f"{which}: {', '.join(where) if isinstance(where, list) else where}")
-        for note in pair.resolver.notes:
-            say(note)
-        for note in result.notes:
-            say(f"auto: {note}" if result.auto is not None else note)
+    for which, where in result.devices.items():
+        say(f"{which}: {', '.join(where) if isinstance(where, list) else where}")
+    for note in pair.resolver.notes:
+        say(note)
+    for note in result.notes:
+        say(f"auto: {note}" if result.auto is not None else note)
     if args.json:
         out = result.to_dict()
         if interrupted:

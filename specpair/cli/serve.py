@@ -26,9 +26,9 @@ def add(sub) -> None:
     serve.add_argument("--draft-tokens", "-k", type=int, default=None, metavar="K",
                        help=f"draft length (default {DEFAULT_DRAFT_TOKENS}; auto: the largest "
                             f"K, default {AUTO_MAX_K}); requests may set speculative.k")
-    serve.add_argument("--max-tokens", "-n", type=int, default=DEFAULT_MAX_TOKENS, metavar="N",
+    serve.add_argument("--max-tokens", "-n", type=int, default=None, metavar="N",
                        help=f"new tokens when a request does not say (default "
-                            f"{DEFAULT_MAX_TOKENS})")
+                            f"{DEFAULT_MAX_TOKENS}, or --max-tokens-cap if lower)")
     serve.add_argument("--max-tokens-cap", type=int, default=4096, metavar="N",
                        help="the most new tokens a request may ask for (default 4096)")
     serve.add_argument("--stop", action="append", default=[], metavar="TEXT",
@@ -69,14 +69,20 @@ def run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from .. import load
+    from ..core.decode import DEFAULT_MAX_TOKENS
     from ..pair import LOOKUPS
     from ..serve.app import ServeSettings, create_app
     from ..serve.engine import Engine
 
     if args.max_queue < 0:
         raise InvalidOption(f"--max-queue must be >= 0, got {args.max_queue}")
-    if args.max_tokens_cap < 1 or args.max_tokens > args.max_tokens_cap:
-        raise InvalidOption("--max-tokens must be between 1 and --max-tokens-cap")
+    if args.max_tokens_cap < 1:
+        raise InvalidOption(f"--max-tokens-cap must be >= 1, got {args.max_tokens_cap}")
+    if args.max_tokens is None:
+        args.max_tokens = min(DEFAULT_MAX_TOKENS, args.max_tokens_cap)
+    if not 1 <= args.max_tokens <= args.max_tokens_cap:
+        raise InvalidOption(f"--max-tokens must be between 1 and --max-tokens-cap "
+                            f"({args.max_tokens_cap}), got {args.max_tokens}")
     logging.basicConfig(level=logging.WARNING, format="specpair serve: %(message)s")
     sampling = sampling_config(args)
     spec = args.draft or "auto"
