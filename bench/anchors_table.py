@@ -27,29 +27,40 @@ def engine(label: str) -> str:
 def ratio_cell(base: list[float], mine: list[float]) -> str:
     s = speedup(base, mine)
     if math.isnan(s.ci_low):
-        return f"{s.ratio:.2f}x ({s.n} runs: {TOO_FEW})" if s.n > 1 else f"{s.ratio:.2f}x"
+        return f"{s.ratio:.2f}x"
     return f"{s.ratio:.2f}x [{s.ci_low:.2f}, {s.ci_high:.2f}]"
 
 
 def table(report: dict, title: str) -> list[str]:
+    """Every mode overall (with a 95% interval), then, where requests carry a category, one
+    row per category with a column per mode (a few requests each: no interval)."""
     by_label = {e["label"]: e for e in report["endpoints"]}
     modes = [e for e in report["endpoints"] if e["label"] not in PLAIN.values()]
-    lines = [f"### {title}", "", "| mode | all | acceptance |" + "".join(
-        f" {c} |" for c in _categories(report)), "|---|---|---|" + "---|" * len(
-        _categories(report))]
-    for e in modes:
-        base = by_label[PLAIN[engine(e["label"])]]
-        tps = [r["tokens_per_second"] for r in e["runs"]]
-        btps = [r["tokens_per_second"] for r in base["runs"]]
-        spec = e.get("speculative") or {}
-        acc = (f"{spec['acceptance_rate']:.0%}, {spec['mean_acceptance_length']:.2f}"
-               if spec.get("mean_acceptance_length") else "-")
-        cells = []
-        for cat in _categories(report):
-            idx = [i for i, r in enumerate(e["runs"]) if r.get("category") == cat]
-            cells.append(ratio_cell([btps[i] for i in idx], [tps[i] for i in idx]))
-        lines.append(f"| {e['label']} | {ratio_cell(btps, tps)} | {acc} |"
-                     + "".join(f" {c} |" for c in cells))
+
+    def pairs(e: dict, cat: str | None = None) -> tuple[list[float], list[float]]:
+        base = by_label[PLAIN[engine(e["label"])]]["runs"]
+        idx = [i for i, r in enumerate(e["runs"]) if cat is None or r.get("category") == cat]
+        return ([base[i]["tokens_per_second"] for i in idx],
+                [e["runs"][i]["tokens_per_second"] for i in idx])
+
+    lines = [f"### {title}", "", "| mode | speedup over its engine's plain | drafted tokens "
+             "per output token | acceptance |", "|---|---|---|---|"]
+    for e in modes:  # from every response's own statistics (llama.cpp: `timings.draft_n`)
+        runs = [r for r in e["runs"] if r.get("drafted") is not None]
+        drafted = sum(r["drafted"] for r in runs)
+        out = sum(r["completion_tokens"] for r in runs) or 1
+        acc = (f"{drafted / out:.2f} | {sum(r['accepted'] for r in runs) / drafted:.0%}"
+               if drafted else "0 | -")
+        lines.append(f"| {e['label']} | {ratio_cell(*pairs(e))} | {acc} |")
+    cats = _categories(report)
+    if cats:
+        n = sum(r.get("category") == cats[0] for r in modes[0]["runs"])
+        lines += ["", f"Per category ({n} requests each: {TOO_FEW}):", "",
+                  "| category | " + " | ".join(e["label"] for e in modes) + " |",
+                  "|---|" + "---|" * len(modes)]
+        for cat in cats:
+            lines.append(f"| {cat} | " + " | ".join(ratio_cell(*pairs(e, cat))
+                                                    for e in modes) + " |")
     plain = {k: float(np.mean([r["tokens_per_second"] for r in by_label[v]["runs"]]))
              for k, v in PLAIN.items() if v in by_label}
     lines += ["", "plain tokens/s end to end (mean over requests): " + ", ".join(
