@@ -22,12 +22,13 @@ drafted token costs), over the tokens it drafted; every drafted token is one eva
 draft, the first included (drafters/model.py), so K = 1 probes measure it as well as K = 16.
 The catch-up of a round that follows the same drafter's round is the per-call cost.
 
-Curve points not measured in this run may be stale (stored by a run on a busy machine) or
-unknown (batches larger than any used so far: on a 2-core CPU only long drafts pay, and the
-estimate extrapolates pessimistically). Once every EXPLORE_EVERY rounds, auto predicts with
-those points as if they were nearly free; if a free drafter's proposal would then beat the
-current choice by EXPLORE_GAIN, it drafts that K: the round measures the point. Regret stays
-bounded by one round in EXPLORE_EVERY, and only where the drafter's acceptance is high.
+Batches larger than any measured on this machine are unknown: the estimate extrapolates them
+pessimistically, and on a 2-core CPU only long drafts pay. Once every EXPLORE_EVERY rounds,
+auto predicts as if they were nearly free; if a free drafter's proposal of such a length would
+then beat the current choice by EXPLORE_GAIN, it drafts it: the round measures the point, which
+is stored, so each length is explored about once per machine and target, not once per request
+(on Spec-Bench, re-exploring per request cost 3-5% end to end: MEASUREMENTS.md). A stored
+point that physics rules out (a busy run) is dropped, so it counts as unknown again.
 """
 
 from __future__ import annotations
@@ -290,7 +291,7 @@ class AdaptiveDrafter(Drafter):
         if self._explore_rounds % EXPLORE_EVERY:
             return None
         found = self._best(self.curve.optimistic(), free_drafts, k_max, free_only=True)
-        if found is None or found[2] + 1 in self.curve.confirmed():
+        if found is None or found[2] + 1 in self.curve.measured():
             return None
         floor = max(self.min_speedup, EXPLORE_GAIN * (current[0] if current else 1.0))
         if found[0] < floor:

@@ -82,27 +82,18 @@ class CostCurve:
             out.pop()
         return out
 
-    def unconfirmed(self) -> list[int]:
-        """Batch sizes known only from storage, not yet measured in this run."""
-        return [i + 1 for i, s in enumerate(self.seconds) if s is not None and i
-                and not self.counts[i]]
-
-    def confirmed(self) -> set[int]:
-        """Batch sizes measured in this run."""
-        return {i + 1 for i, c in enumerate(self.counts) if c}
-
     def optimistic(self) -> tuple[float, ...]:
-        """The curve if what no round of this run measured were nearly free (flat past the
+        """The curve if batches larger than any ever measured were nearly free (flat past the
         largest measured batch, as on a GPU): the bound auto explores against, never the
         estimate it decides with."""
-        out = list(self.estimate(confirmed_only=True))
-        top = max(self.confirmed() | {1})
+        out = list(self.estimate())
+        top = max([*self.measured(), 1])
         single = self.seconds[0] or 1.0
         for n in range(top + 1, self.points + 1):
             out[n - 1] = min(out[n - 1], out[top - 1] + MIN_SLOPE * single * (n - top))
         return tuple(out)
 
-    def estimate(self, *, confirmed_only: bool = False) -> tuple[float, ...]:
+    def estimate(self) -> tuple[float, ...]:
         """Seconds for batches of 1..points. Between measured points: linear. Above the
         largest: its per-token slope from the two largest measured points (at least
         MIN_SLOPE single steps a token), or the prior's shape when only one token is
@@ -115,8 +106,7 @@ class CostCurve:
         if self.seconds[0] is None:
             return tuple(prior_ratio(n) for n in range(1, self.points + 1))  # in units of one
         single = self.seconds[0]
-        known = [(i + 1, s) for i, s in enumerate(self.seconds) if s is not None
-                 and (not confirmed_only or i == 0 or self.counts[i])]
+        known = [(i + 1, s) for i, s in enumerate(self.seconds) if s is not None]
         out: list[float] = []
         for n in range(1, self.points + 1):
             below = [(m, s) for m, s in known if m <= n]
@@ -137,4 +127,6 @@ class CostCurve:
         return tuple(out)
 
     def measured(self) -> dict[int, float]:
+        """{batch size: seconds} for every point measured, in this run or by earlier ones (a
+        median of runs, within the physics bound)."""
         return {i + 1: s for i, s in enumerate(self.seconds) if s is not None}
