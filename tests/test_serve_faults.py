@@ -171,3 +171,30 @@ def test_serve_refuses_bad_options_in_one_line_before_loading(capsys, options, w
 
     assert main(["serve", "--target", "not-loaded.gguf", *options]) == 2
     assert_one_line_error(capsys.readouterr().err, *words)
+
+
+def test_bench_counts_an_error_chunk_mid_stream_as_an_error_not_a_short_completion():
+    """A server that streams a few tokens and then `data: {"error": ...}` (as vLLM and
+    specpair do when a request fails mid-stream) failed that request: `bench --endpoint` raised
+    nothing before and counted it as a 2-token completion."""
+    from fastapi import FastAPI
+    from fastapi.responses import StreamingResponse
+
+    from specpair.core.sampling import SamplingConfig
+    from specpair.measure.endpoint import Client, Endpoint, EndpointError
+    from specpair.measure.suites import Prompt
+
+    app = FastAPI()
+
+    @app.post("/v1/chat/completions")
+    def failing() -> StreamingResponse:
+        def events():
+            yield 'data: {"choices": [{"index": 0, "delta": {"content": "Hi"}}]}\n\n'
+            yield 'data: {"error": {"message": "the engine failed", "type": "server_error"}}\n\n'
+            yield "data: [DONE]\n\n"
+        return StreamingResponse(events(), media_type="text/event-stream")
+
+    with running(app) as url:
+        client = Client(Endpoint(url, "failing"), timeout=10)
+        with pytest.raises(EndpointError, match="error mid-stream: the engine failed"):
+            client.request(Prompt("hello"), max_tokens=8, sampling=SamplingConfig(), seed=0)
