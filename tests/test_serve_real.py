@@ -196,9 +196,10 @@ def test_chat_page_in_a_real_browser(server, tmp_path):
     assert shot.read_bytes()[:4] == b"\x89PNG"
 
 
-def test_a_draft_with_another_tokenizer_serves_exactly(draft_path, gemma_path):
+def test_a_draft_with_another_tokenizer_serves_exactly(draft_path, gemma_path, monkeypatch):
     """serve --draft gemma-3-270m for a Qwen target: drafting goes through text, and greedy
     output is what the same server gives with no draft."""
+    from specpair.tokenizers import compare as compare_module
     from specpair.tokenizers.compare import TEXT_LEVEL
 
     pair = specpair.load(draft_path, draft=gemma_path, n_ctx=2048)
@@ -213,6 +214,20 @@ def test_a_draft_with_another_tokenizer_serves_exactly(draft_path, gemma_path):
                 "speculative": {"draft": which}}).json()
 
         spec, plain = ask("model"), ask("none")
+        # sampled requests draft by token-level intersection over the pair's shared strings:
+        # the map (~400k token_bytes calls) is built once per engine, not once per request
+        calls = []
+        real = compare_module.shared_strings
+        monkeypatch.setattr(compare_module, "shared_strings",
+                            lambda *a: calls.append(1) or real(*a))
+        pair.resolver.comparison(gemma_path).__dict__.pop("shared", None)  # count from now
+        for seed in (1, 2):
+            r = httpx.post(url + "/v1/chat/completions", timeout=120, json={
+                "model": "m", "max_tokens": 6, "temperature": 0.8, "seed": seed,
+                "messages": [{"role": "user", "content": PROMPTS[2]}],
+                "speculative": {"draft": "model"}})
+            assert r.status_code == 200 and r.json()["speculative"]["drafter"].endswith("(TLI)")
+        assert len(calls) == 1
     engine.shutdown(cancel_after=1)
     assert spec["speculative"]["drafter"].endswith("(text-level)")
     assert spec["speculative"]["drafted"] > 0
