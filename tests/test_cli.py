@@ -43,6 +43,7 @@ def test_missing_model_file(capsys):
     assert_one_line_error(err, "not found")
 
 
+@pytest.mark.engine  # llama.cpp reads the file
 def test_file_that_is_not_gguf(capsys, tmp_path):
     bad = tmp_path / "model.gguf"
     bad.write_bytes(b"this is not a model" * 100)

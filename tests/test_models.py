@@ -31,6 +31,7 @@ needs_gemma = pytest.mark.skipif(not _parts_installed("gemma-3-270m") and not in
                                  reason="gemma-3-270m parts not installed ([models] extra)")
 
 
+@pytest.mark.engine  # the [models] packages
 @needs_gemma
 def test_assembles_verifies_and_rebuilds_a_corrupted_file(cache):
     path = models.model_path("gemma-3-270m")
@@ -45,6 +46,7 @@ def test_assembles_verifies_and_rebuilds_a_corrupted_file(cache):
     assert models._sha256_file(rebuilt, "check") == models.MODELS["gemma-3-270m"].sha256
 
 
+@pytest.mark.engine
 @needs_gemma
 def test_truncated_cache_file_is_rebuilt(cache):
     path = models.model_path("gemma-3-270m")
@@ -53,6 +55,7 @@ def test_truncated_cache_file_is_rebuilt(cache):
     assert models.model_path("gemma-3-270m").stat().st_size == models.MODELS["gemma-3-270m"].size
 
 
+@pytest.mark.engine  # the other parts must be installed
 def test_missing_part_names_the_package(cache, monkeypatch):
     real = metadata.distribution
 
