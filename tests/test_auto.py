@@ -51,13 +51,14 @@ def auto(candidates, curve=None):
     return AdaptiveDrafter(candidates, curve or CostCurve(), max_k=16)
 
 
-def run_both(script, n_prompt, cost, candidates_fn, max_tokens):
-    """Decode `script` plainly and with auto, on simulated clocks: (plain s, auto s, auto)."""
+def run_both(script, n_prompt, cost, candidates_fn, max_tokens, curve=None):
+    """Decode `script` plainly and with auto (from `curve`, as stored), on simulated clocks:
+    (plain s, auto s, auto)."""
     clock = FakeClock()
     plain_out, plain = decode(ScriptBackend(script, vocab=V, clock=clock, cost=cost), None,
                               script[:n_prompt], max_tokens, clock)
     clock = FakeClock()
-    drafter = auto(candidates_fn(clock))
+    drafter = auto(candidates_fn(clock), curve)
     out, stats = decode(ScriptBackend(script, vocab=V, clock=clock, cost=cost), drafter,
                         script[:n_prompt], max_tokens, clock)
     assert out == plain_out  # exact: auto changes speed, never output
@@ -242,35 +243,20 @@ def EPYC(n):  # noqa: N802  a 2-core EPYC: short batches cost nearly n steps, lo
 def test_auto_explores_a_long_draft_nobody_measured_and_stores_the_point():
     """Only batches of 1-5 are known (their extrapolation says long drafts lose); on text that
     repeats, auto tries a long draft once in a while, measures it, and then drafts long."""
-    script = repetitive(700)
-    clock = FakeClock()
-    plain_out, plain = decode(ScriptBackend(script, vocab=V, clock=clock, cost=EPYC), None,
-                              script[:60], 600, clock)
-    clock = FakeClock()
-    drafter = AdaptiveDrafter(ngram_only(clock), CostCurve([EPYC(n) for n in range(1, 6)]),
-                              max_k=16)
-    out, stats = decode(ScriptBackend(script, vocab=V, clock=clock, cost=EPYC), drafter,
-                        script[:60], 600, clock)
-    assert out == plain_out
+    plain, spent, drafter = run_both(repetitive(700), 60, EPYC, ngram_only, 600,
+                                     CostCurve([EPYC(n) for n in range(1, 6)]))
     assert drafter.explored >= 1
     measured = [n for n, s in enumerate(drafter.curve.session(), 1) if s is not None and n > 5]
     assert measured  # the explored batch sizes are now measured points, stored by the planner
     assert any(k >= 8 for name, k in drafter.chosen)
-    assert stats.decode_seconds < plain.decode_seconds * 0.8
+    assert spent < plain * 0.8
 
 
 def test_auto_does_not_re_explore_what_earlier_runs_measured():
     """A curve measured at every length (as earlier runs store it): on text where nothing
     pays, no exploration and no loss. Before, every request re-explored points not measured
     in that request: 3-5% end to end on Spec-Bench."""
-    script = unpredictable(400)
-    clock = FakeClock()
-    _, plain = decode(ScriptBackend(script, vocab=V, clock=clock, cost=EPYC), None,
-                      script[:40], 300, clock)
-    clock = FakeClock()
-    drafter = AdaptiveDrafter(ngram_only(clock), CostCurve([EPYC(n) for n in range(1, 18)]),
-                              max_k=16)
-    _, stats = decode(ScriptBackend(script, vocab=V, clock=clock, cost=EPYC), drafter,
-                      script[:40], 300, clock)
+    plain, spent, drafter = run_both(unpredictable(400), 40, EPYC, ngram_only, 300,
+                                     CostCurve([EPYC(n) for n in range(1, 18)]))
     assert drafter.explored == 0
-    assert stats.decode_seconds <= plain.decode_seconds * 1.03
+    assert spent <= plain * 1.03
