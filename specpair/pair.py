@@ -18,10 +18,16 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from .auto.planner import AUTO_MAX_K, AutoPlan, ModelOption, plan, remember
+from .auto.planner import AutoPlan, ModelOption, plan, remember
 from .backends import DEFAULT_N_CTX, Backend, BackendConfig, parse_gpu_layers
-from .core.acceptance import EXACT, LENIENCE, TYPICAL, AcceptanceRule
-from .core.decode import DEFAULT_DRAFT_TOKENS, DEFAULT_MAX_TOKENS, DecodeConfig
+from .call import (
+    LOOKUPS,
+    Call,
+    CallOptions,
+    DraftOptions,
+    acceptance_rule,
+    resolve_call,
+)
 from .core.drafter import Drafter
 from .core.prompt import encode_prompt
 from .core.sampling import SamplingConfig
@@ -33,28 +39,6 @@ from .errors import InvalidOption
 from .generation import Generation, Piece, stream_pieces
 from .models import DEFAULT_TARGET
 from .resolve import DraftSource, Resolver
-
-LOOKUPS = ("none", "ngram", "suffix", "auto")
-SCOPES = ("off", "key", "global")
-
-
-@dataclass(frozen=True, kw_only=True)
-class DraftOptions:
-    """How the pair drafts; every field is a keyword of `load` (and a CLI flag)."""
-
-    draft: str = "auto"  # auto | none | ngram | suffix | a model spec
-    draft_tokens: int | None = None  # K; auto and adaptive: the largest K to choose
-    draft_p_min: float = DEFAULT_DRAFT_P_MIN
-    ngram_min: int = DEFAULT_NGRAM_MIN
-    ngram_max: int = DEFAULT_NGRAM_MAX
-    adaptive: bool = False  # choose K each round (always on with auto)
-    suffix: SuffixConfig = field(default_factory=SuffixConfig)
-    suffix_store: str | None = None  # a file: the global suffix tree, kept across runs
-    fresh: bool = False  # auto ignores the cost cache and stores nothing (a first run)
-
-    def __post_init__(self) -> None:
-        if self.draft_tokens is not None:
-            DecodeConfig(draft_tokens=self.draft_tokens)  # validates K
 
 
 @dataclass
@@ -80,20 +64,6 @@ def _noting(load, used: list[str], spec: str):
     return noted
 
 
-def acceptance_rule(lenience: float = 1.0, accept: str = EXACT, *,
-                    typical_epsilon: float | None = None,
-                    typical_delta: float | None = None) -> AcceptanceRule:
-    """The acceptance rule from the API's keywords (exact unless a lossy one is asked for)."""
-    if accept not in (EXACT, TYPICAL):
-        raise InvalidOption(f"{{accept}} must be exact or typical, got {accept!r}")
-    if accept == TYPICAL and lenience != 1.0:
-        raise InvalidOption("choose one lossy rule: {lenience} or {accept} typical")
-    kind = TYPICAL if accept == TYPICAL else (LENIENCE if lenience != 1.0 else EXACT)
-    extra = {k: v for k, v in (("epsilon", typical_epsilon), ("delta", typical_delta))
-             if v is not None}
-    return AcceptanceRule(kind=kind, lenience=lenience, **extra)
-
-
 class Pair:
     def __init__(self, target: str | Backend, *, target_config: BackendConfig,
                  draft_config: BackendConfig, options: DraftOptions) -> None:
@@ -102,6 +72,7 @@ class Pair:
         if options.draft not in LOOKUPS:
             self.resolver.comparison(options.draft)  # a pair that cannot work fails here
         self._suffix: dict[str, SuffixCache] = {}
+        self._domain: str | None = None  # whose prompt the models' caches hold (see stream)
 
     # -- what the pair holds --------------------------------------------------------------
     @property
@@ -122,25 +93,23 @@ class Pair:
                                        SuffixCache(self.options.suffix))
         return self._suffix[partition]
 
-    def default_k(self) -> int:
-        if self.options.draft_tokens is not None:
-            return self.options.draft_tokens
-        auto = self.options.draft == "auto" or self.options.adaptive
-        return AUTO_MAX_K if auto else DEFAULT_DRAFT_TOKENS
+    # -- one call ---------------------------------------------------------------------------
+    def resolve(self, options: CallOptions | None = None, *, partition: str = "") -> Call:
+        """A call's options over the pair's, checked and frozen (see call.py): what every
+        generation of this pair reads, whoever called it (API, CLI, server)."""
+        call = resolve_call(self.options, options or CallOptions(), partition=partition)
+        if call.draft not in LOOKUPS:
+            self.resolver.comparison(call.draft)  # a per-call model draft that cannot work
+        return call
 
     # -- drafters ---------------------------------------------------------------------------
-    def lookup(self, name: str, *, scope: str = "key", partition: str = "") -> Drafter:
-        """A lookup drafter: `ngram`, or `suffix` with the global tree of `partition` (scope
-        "key"), everyone's ("global"), or none ("off")."""
+    def lookup(self, name: str, *, tree: str | None = None) -> Drafter:
+        """A lookup drafter: `ngram`, or `suffix` reading the global suffix tree of partition
+        `tree` ("": everyone's; None: no global tree, the request alone)."""
         o = self.options
         if name == "ngram":
             return NgramDrafter(n_min=o.ngram_min, n_max=o.ngram_max)
-        if scope not in SCOPES:
-            raise InvalidOption(f"{{suffix_cache}} must be one of {', '.join(SCOPES)}, got "
-                                f"{scope!r}")
-        cache = None if scope == "off" else self.suffix_cache(partition if scope == "key"
-                                                               else "")
-        return SuffixDrafter(cache, o.suffix)
+        return SuffixDrafter(None if tree is None else self.suffix_cache(tree), o.suffix)
 
     def model_drafter(self, spec: str, *, sampling: SamplingConfig,
                       rng: np.random.Generator, p_min: float | None = None) -> Drafter:
@@ -148,12 +117,11 @@ class Pair:
         return self.resolver.drafter(spec, sampling=sampling, rng=rng,
                                      p_min=self.options.draft_p_min if p_min is None else p_min)
 
-    def drafting(self, *, sampling: SamplingConfig, rng: np.random.Generator, kind: str,
-                 draft: str | None = None, scope: str = "key", partition: str = "",
-                 fresh: bool | None = None, max_k: int | None = None) -> Drafting:
-        """The drafter of one generation: `draft` (default: the pair's), built per generation
-        since it carries the generation's sampling. auto and adaptive plan here."""
-        spec = draft or self.options.draft
+    def drafting(self, call: Call, *, rng: np.random.Generator, kind: str,
+                 fresh: bool | None = None) -> Drafting:
+        """The drafter of one generation, as `call` says; built per generation since it
+        carries the generation's sampling. auto and adaptive plan here."""
+        spec, sampling = call.draft, call.sampling
         o = self.options
         fresh = o.fresh if fresh is None else fresh
         t0 = time.perf_counter()
@@ -165,8 +133,8 @@ class Pair:
         forced_key = None
         models: list[ModelOption] = []
         if spec in ("ngram", "suffix"):
-            lookup = self.lookup(spec, scope=scope, partition=partition)
-            if not o.adaptive:
+            lookup = self.lookup(spec, tree=call.tree)
+            if not call.adaptive:
                 return Drafting(lookup)
             free.append(lookup)
         elif spec == "auto":
@@ -174,19 +142,19 @@ class Pair:
             # tree knows earlier outputs and frequencies, but its proposals end at its depth
             # (24): in a long copy the n-gram lookup proposes 64 tokens (measured on
             # bench/repeated_task.jsonl: MEASUREMENTS.md)
-            free.append(self.lookup("suffix", scope=scope, partition=partition))
+            free.append(self.lookup("suffix", tree=call.tree))
             free.append(self.lookup("ngram"))
             for s in self.resolver.auto_drafts():
                 option = self.resolver.option(s, sampling=sampling, rng=rng, p_min=o.draft_p_min)
                 models.append(replace(option, load=_noting(option.load, used, s)))
         else:
             forced = self.model_drafter(spec, sampling=sampling, rng=rng)
-            if not o.adaptive:
+            if not call.adaptive:
                 return Drafting(forced, None, time.perf_counter() - t0)
             forced_key = self.resolver.draft_cost_key(spec)
         p = plan(self.target, self.resolver.target_engine, self.resolver.target_config,
                  free=free, models=models, forced=forced, forced_key=forced_key, kind=kind,
-                 max_k=max_k or AUTO_MAX_K, fresh=fresh)
+                 max_k=call.config.draft_tokens, fresh=fresh)
         return Drafting(p.drafter, p, time.perf_counter() - t0, list(p.notes), used)
 
     def forget_suffix(self, partition: str) -> None:
@@ -215,34 +183,36 @@ class Pair:
         return encode_prompt(self.target, prompt or "", chat=chat)
 
     def stream(self, prompt: str | None = None, *, messages: list[dict] | None = None,
-               tokens: list[int] | None = None, kind: str | None = None,
-               chat: bool = False, max_tokens: int = DEFAULT_MAX_TOKENS,
-               temperature: float = 0.0, top_k: int = 0, top_p: float = 1.0,
-               min_p: float = 0.0, seed: int | None = None, stop: tuple[str, ...] | list = (),
-               lenience: float = 1.0, accept: str = EXACT, draft: str | None = None,
-               draft_tokens: int | None = None, draft_system: str | None = None,
-               suffix_cache: str = "key", partition: str = "",
-               result: Generation | None = None) -> Iterator[Piece]:
+               tokens: list[int] | None = None, kind: str | None = None, chat: bool = False,
+               partition: str = "", call: Call | None = None,
+               result: Generation | None = None, **options) -> Iterator[Piece]:
         """Pieces of text as they are produced (see `Piece`); `result`, if given, is filled
         in as the generation goes (the CLI and the server read statistics from it).
-        `tokens`: an already tokenized prompt (the server's); `kind`: the kind of text auto
-        keeps acceptance priors for (default: chat or raw)."""
-        sampling = SamplingConfig(temperature=temperature, top_k=top_k, top_p=top_p,
-                                  min_p=min_p, seed=seed)
-        rule = acceptance_rule(lenience, accept)
-        config = DecodeConfig(max_tokens=max_tokens,
-                              draft_tokens=draft_tokens or self.default_k(),
-                              sampling=sampling, stop=tuple(stop), acceptance=rule)
+
+        `options` are the call's (`CallOptions`: max_tokens, temperature, top_k, top_p, min_p,
+        seed, stop, lenience, accept, typical_epsilon, typical_delta, draft, draft_tokens,
+        draft_system, suffix_cache); what a call leaves out is the pair's. `call`: a call
+        already resolved (`resolve`; the server's), instead of `options`. `tokens`: an already
+        tokenized prompt; `kind`: the kind of text auto keeps acceptance priors for (default:
+        chat or raw); `partition`: whose suffix tree and prompt cache it may use (an API
+        key's digest)."""
+        if call is None:
+            call = self.resolve(CallOptions.of(**options), partition=partition)
+        elif options:
+            raise InvalidOption("give a resolved call or options, not both")
+        config = call.config
         tokens = self.prompt_tokens(prompt, messages=messages, chat=chat, tokens=tokens)
-        rng = np.random.default_rng(seed)
+        rng = np.random.default_rng(config.sampling.seed)
         kind = kind or ("chat" if (chat or messages is not None) else "raw")
-        drafting = self.drafting(sampling=sampling, rng=rng, kind=kind, draft=draft,
-                                 scope=suffix_cache, partition=partition)
+        self._enter_domain(call.cache_domain)
+        drafting = self.drafting(call, rng=rng, kind=kind)
         drafter = drafting.drafter
-        if draft_system is not None:
-            drafter = self._system_prompted(drafter, draft_system, prompt, messages, tokens)
+        if call.draft_system is not None and drafter is not None:
+            drafter = self._system_prompted(drafter, call.draft_system, prompt, messages,
+                                            tokens)
         gen = result if result is not None else Generation("", [], DecodeStats(), None, True)
         gen.stats.setup_seconds = drafting.setup_seconds
+        rule = config.acceptance
         gen.exact, gen.acceptance = rule.exact, rule.to_dict()
         gen.drafter, gen.notes = drafting.name, drafting.notes
         try:
@@ -260,7 +230,7 @@ class Pair:
             gen.devices = self.resolver.devices()
             gen.notes += gen.stats.notes
             store = self.options.suffix_store
-            if store and not partition and gen.tokens and self._uses_suffix(drafting):
+            if store and call.store and gen.tokens:
                 save_store(store, self.target, [gen.tokens], self.options.suffix)
 
     def generate(self, prompt: str | None = None, **options) -> Generation:
@@ -270,20 +240,19 @@ class Pair:
             pass
         return result
 
-    def _uses_suffix(self, drafting: Drafting) -> bool:
-        d = drafting.drafter
-        if isinstance(d, SuffixDrafter):
-            return True
-        plan_ = drafting.plan
-        return plan_ is not None and any(isinstance(c.drafter, SuffixDrafter)
-                                         for c in plan_.drafter.candidates)
+    def _enter_domain(self, domain: str) -> None:
+        """The models' caches keep the last generation's prompt and output, and how much of
+        the next prompt they already hold shows in its prefill time and cached-token count:
+        reuse them only within one trust domain (an API key, or everyone under
+        suffix_cache global). Another domain's call starts from empty caches."""
+        if self._domain is not None and domain != self._domain:
+            self.resolver.forget_contexts()
+        self._domain = domain
 
-    def _system_prompted(self, drafter: Drafter | None, system: str, prompt, messages,
+    def _system_prompted(self, drafter: Drafter, system: str, prompt, messages,
                          tokens: list[int]) -> Drafter:
         from .drafters.system_prompt import SystemPromptDrafter
 
-        if drafter is None or self.options.draft in LOOKUPS:
-            raise InvalidOption("{draft_system} needs a model draft (draft=MODEL) and chat")
         conversation = messages or [{"role": "user", "content": prompt or ""}]
         draft_prompt = encode_prompt(self.target, [{"role": "system", "content": system},
                                                    *conversation], chat=True)
@@ -326,5 +295,5 @@ def load(target: str | Backend = DEFAULT_TARGET, *, draft: str | None = "auto",
     return Pair(target, target_config=target_config, draft_config=draft_config, options=options)
 
 
-__all__ = ["DraftOptions", "DraftSource", "Drafting", "Generation", "Pair", "Piece",
-           "acceptance_rule", "load"]
+__all__ = ["Call", "CallOptions", "DraftOptions", "DraftSource", "Drafting", "Generation",
+           "Pair", "Piece", "acceptance_rule", "load"]

@@ -155,6 +155,13 @@ class Resolver:
             out.setdefault("drafts", []).append(f"{backend.name} on {backend.device}")
         return out
 
+    def forget_contexts(self) -> None:
+        """Empty every loaded model's cache (the next generation shares no prefix with the
+        last): another trust domain's call must not learn what the last one held."""
+        for backend in [self._target, *self._drafts.values()]:
+            if backend is not None:
+                backend.rewind(0)
+
     def close(self) -> None:
         for backend in self._drafts.values():
             backend.close()

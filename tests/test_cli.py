@@ -28,6 +28,9 @@ def assert_one_line_error(err, *words):
         (["--draft-tokens", "0"], ["--draft-tokens"]),
         (["--top-p", "2"], ["--top-p"]),
         (["--threads", "0"], ["--threads"]),
+        # a typical-acceptance parameter without typical acceptance: refused, not ignored
+        (["--typical-epsilon", "0.3"], ["--typical-epsilon", "--accept typical"]),
+        (["--typical-delta", "0.1"], ["--typical-delta", "--accept typical"]),
     ],
 )
 def test_bad_option_values_exit_2_before_loading_anything(capsys, option, words):

@@ -63,7 +63,7 @@ def test_bench_endpoint_against_llama_cpp_python_and_specpair(draft_path, tmp_pa
     config = BackendConfig(n_ctx=2048)
     target = load_backend(draft_path, config)
     engine = Engine(specpair.load(target, draft="ngram"), max_queue=4)
-    app = create_app(engine, ServeSettings(model="qwen-0.5b", draft="ngram"))
+    app = create_app(engine, ServeSettings(model="qwen-0.5b", drafter="ngram"))
     with running(app) as ours, \
             llama_cpp_server(draft_path, port) as plain, \
             llama_cpp_server(draft_path, port + 1, "--draft_model",

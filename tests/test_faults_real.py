@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import specpair
+from specpair.call import CallOptions
 from specpair.core.prompt import encode_prompt
 from specpair.measure.agreement import check_tokens
 from specpair.serve.app import ServeSettings, create_app
@@ -35,8 +36,8 @@ CAP = 8  # every generation is short: the suite stays bounded in time
 def served(draft_path):
     pair = specpair.load(draft_path, draft="suffix", n_ctx=2048)
     engine = Engine(pair, max_queue=4)
-    app = create_app(engine, ServeSettings(model="m", draft="suffix", max_tokens_cap=CAP,
-                                           default_max_tokens=4))
+    app = create_app(engine, ServeSettings(model="m", drafter="suffix", max_tokens_cap=CAP,
+                                           defaults=CallOptions(max_tokens=4)))
     with running(app) as url:
         yield url, engine, pair
     engine.shutdown(cancel_after=1)

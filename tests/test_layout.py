@@ -17,7 +17,7 @@ LAYERS = [
     {"tokenizers"},
     {"drafters"},
     {"auto"},
-    {"generation", "resolve", "pair", "__init__"},
+    {"call", "generation", "resolve", "pair", "__init__"},
     {"measure", "deploy", "serve", "integrations"},
     {"cli", "__main__"},
 ]

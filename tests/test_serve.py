@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import specpair
+from specpair.call import CallOptions
 from specpair.serve.app import ServeSettings, create_app
 from specpair.serve.engine import Engine
 
@@ -46,11 +47,14 @@ class SlowToy(ToyBackend):
         return super().eval(tokens, all_logits=all_logits)
 
 
-def make_app(*, delay=0.0, max_queue=4, n_ctx=256, suffix_cache="key", **settings):
-    backend = SlowToy(walk_table(), n_ctx=n_ctx, delay=delay)
-    pair = specpair.load(backend, draft="ngram", n_ctx=n_ctx)
-    engine = Engine(pair, max_queue=max_queue, suffix_cache=suffix_cache)
-    opts = {"model": "toy", "draft": "ngram", "max_tokens_cap": 64} | settings
+def make_app(*, delay=0.0, max_queue=4, n_ctx=256, draft="ngram", table=None,
+             defaults: CallOptions | None = None, **settings):
+    """A toy server drafting with `draft`; `defaults`: its generation flags."""
+    backend = SlowToy(walk_table() if table is None else table, n_ctx=n_ctx, delay=delay)
+    pair = specpair.load(backend, draft=draft, n_ctx=n_ctx, fresh=True)
+    engine = Engine(pair, max_queue=max_queue)
+    opts = {"model": "toy", "drafter": draft, "max_tokens_cap": 64,
+            "defaults": defaults or CallOptions()} | settings
     return create_app(engine, ServeSettings(**opts)), engine
 
 
@@ -113,7 +117,7 @@ def test_stop_strings_and_per_request_drafter(server):
     ({"messages": [{"role": "user", "content": "abc"}], "speculative": {"draft": "x"}},
      "speculative"),
     ({"messages": [{"role": "user", "content": "abc"}], "speculative": {"draft": "model"}},
-     "no draft model"),
+     "may choose ngram, none"),
 ])
 def test_bad_requests_get_400_with_an_openai_error_body(server, body, words):
     url, _ = server
@@ -261,3 +265,124 @@ def test_a_chunked_body_is_size_checked_and_still_read():
         r = httpx.post(url + "/v1/completions", content=chunks(big),
                        headers={"content-type": "application/json"})
         assert r.status_code == 413
+
+
+# -- what a request asks for is what it gets; what it leaves out is the server's -------------
+CHAT = [{"role": "user", "content": "abc"}]
+
+
+def test_the_servers_sampling_defaults_hold_where_a_request_is_silent():
+    """`serve --temperature 0.9`: a request without a temperature samples at 0.9 (three seeds,
+    not three identical greedy answers); one that says temperature 0 is greedy."""
+    table = np.random.default_rng(0).normal(size=(26, 26)).astype(np.float32)
+    app, _ = make_app(draft="none", table=table, defaults=CallOptions(temperature=0.9))
+    with running(app) as url:
+        def ask(**fields):
+            r = httpx.post(url + "/v1/chat/completions", timeout=30,
+                           json={"messages": CHAT, "max_tokens": 12, **fields})
+            assert r.status_code == 200, r.text
+            return r.json()["choices"][0]["message"]["content"]
+
+        sampled = {ask(seed=s) for s in (1, 2, 3)}
+        greedy = {ask(seed=s, temperature=0) for s in (1, 2, 3)}
+    assert len(sampled) > 1
+    assert len(greedy) == 1
+
+
+def _cached(url: str, key: str, content: str) -> int:
+    r = httpx.post(url + "/v1/chat/completions", timeout=30,
+                   headers={"authorization": f"Bearer {key}"},
+                   json={"messages": [{"role": "user", "content": content}], "max_tokens": 4})
+    assert r.status_code == 200, r.text
+    return r.json()["usage"]["prompt_tokens_details"]["cached_tokens"]
+
+
+@pytest.mark.parametrize("scope", ["key", "global"])
+def test_a_cached_prompt_prefix_is_reused_only_within_one_key(scope):
+    """Client B must not learn from cached_tokens (or its prefill time) whether A's last
+    prompt began with a given text; under --suffix-cache global everyone is one domain."""
+    app, _ = make_app(api_keys=("key-a", "key-b"), defaults=CallOptions(suffix_cache=scope))
+    prompt = "abcdefghijklmnop"
+    with running(app) as url:
+        _cached(url, "key-a", prompt)
+        assert _cached(url, "key-a", prompt) > 0  # the same key: the prefix is reused
+        b = _cached(url, "key-b", prompt)
+    assert (b > 0) == (scope == "global")
+
+
+def test_a_request_may_not_choose_a_drafter_the_server_was_not_started_with():
+    app, _ = make_app(draft="none")
+    with running(app) as url:
+        r = httpx.post(url + "/v1/chat/completions", timeout=30, json={
+            "messages": CHAT, "max_tokens": 4, "speculative": {"draft": "auto"}})
+        assert r.status_code == 400
+        assert "may choose none" in r.json()["error"]["message"]
+        health = httpx.get(url + "/health").json()
+        ok = httpx.post(url + "/v1/chat/completions", timeout=30, json={
+            "messages": CHAT, "max_tokens": 4, "speculative": {"draft": "none"}})
+    assert health["drafter"] == "none" and health["drafters"] == ["none"]
+    assert ok.status_code == 200
+
+
+def test_max_queue_0_runs_one_request_and_queues_none():
+    app, engine = make_app(delay=0.05, max_queue=0)
+    with running(app) as url:
+        body = {"messages": CHAT, "max_tokens": 20}
+        assert httpx.post(url + "/v1/chat/completions", json=body, timeout=30).status_code == 200
+        results: list[httpx.Response] = []
+        first = threading.Thread(target=lambda: results.append(
+            httpx.post(url + "/v1/chat/completions", json=body, timeout=30)))
+        first.start()
+        while not engine.busy:
+            time.sleep(0.01)
+        second = httpx.post(url + "/v1/chat/completions", json=body, timeout=30)
+        first.join()
+    assert second.status_code == 429 and results[0].status_code == 200
+
+
+class BlockingToy(ToyBackend):
+    """An eval that does not return until released: a long prefill, which no cancel stops."""
+
+    def __init__(self, *args, **kw) -> None:
+        super().__init__(*args, **kw)
+        self.entered, self.release = threading.Event(), threading.Event()
+        self.closed_during_eval = False
+        self._in_eval = False
+
+    def eval(self, tokens, *, all_logits=True):
+        self._in_eval = True
+        self.entered.set()
+        self.release.wait(30)
+        self._in_eval = False
+        return super().eval(tokens, all_logits=all_logits)
+
+    def close(self) -> None:
+        self.closed_during_eval |= self._in_eval
+
+
+def test_shutdown_waits_for_a_prefill_before_the_models_are_freed():
+    """On SIGTERM the server cancels what runs and then frees the models: a prefill cannot be
+    interrupted, so shutdown must wait for it (it used to give up after max(5, grace) s)."""
+    from specpair.serve.engine import Job
+    from specpair.serve.engine import Request as GenRequest
+
+    backend = BlockingToy(walk_table())
+    pair = specpair.load(backend, draft="none")
+    engine = Engine(pair, max_queue=1)
+    done = threading.Event()
+    engine.submit(Job(GenRequest(prompt=[0, 1, 2, 3], call=pair.resolve(), kind="completion"),
+                      lambda piece: None, lambda stats, error, internal: done.set()))
+    assert backend.entered.wait(10)
+
+    def stop():  # what `specpair serve` does on SIGTERM
+        engine.shutdown(cancel_after=0.0)
+        pair.close()
+
+    stopper = threading.Thread(target=stop)
+    stopper.start()
+    stopper.join(6.0)  # longer than the old max(5, grace) timeout
+    still_waiting = stopper.is_alive()
+    backend.release.set()
+    stopper.join(10)
+    assert still_waiting and done.is_set()
+    assert not backend.closed_during_eval

@@ -12,6 +12,7 @@ import time
 import httpx
 import pytest
 
+from specpair.call import CallOptions
 from specpair.errors import EngineError
 
 from .serving import running
@@ -118,8 +119,8 @@ def test_a_chunked_body_over_the_limit_is_refused_before_it_is_all_read():
 
 
 def _suffix_app(scope: str):
-    return make_app(draft="suffix", suffix_cache=scope, api_keys=("key-a", "key-b"),
-                    max_tokens_cap=64)
+    return make_app(draft="suffix", defaults=CallOptions(suffix_cache=scope),
+                    api_keys=("key-a", "key-b"), max_tokens_cap=64)
 
 
 def _ask(url: str, key: str) -> dict:

@@ -45,7 +45,7 @@ def server(draft_path):
     config = BackendConfig(n_ctx=2048)
     target = load_backend(draft_path, config)
     engine = Engine(specpair.load(target, draft="ngram"), max_queue=16)
-    app = create_app(engine, ServeSettings(model="qwen-0.5b", draft="ngram"))
+    app = create_app(engine, ServeSettings(model="qwen-0.5b", drafter="ngram"))
     with running(app) as url:
         yield url
     engine.shutdown(cancel_after=1)
@@ -206,7 +206,7 @@ def test_a_draft_with_another_tokenizer_serves_exactly(draft_path, gemma_path, m
     assert pair.resolver.comparison(gemma_path).verdict == TEXT_LEVEL
     target = pair.target
     engine = Engine(pair, max_queue=4)
-    with running(create_app(engine, ServeSettings(model="m", draft="model"))) as url:
+    with running(create_app(engine, ServeSettings(model="m", drafter="model"))) as url:
         def ask(which):
             return httpx.post(url + "/v1/chat/completions", timeout=120, json={
                 "model": "m", "max_tokens": 24, "temperature": 0,

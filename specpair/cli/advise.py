@@ -112,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
     prompts = [encode_prompt(target, p.text, chat=p.chat) for p in load_suite(args.suite)[:2]]
     rng = np.random.default_rng(args.seed)
     # model drafters calibrate at fixed K (p-min off): the predictions are for fixed-K drafting
-    drafters = [pair.lookup(spec, scope="off") if spec in ("ngram", "suffix") else
+    drafters = [pair.lookup(spec) if spec in ("ngram", "suffix") else
                 pair.model_drafter(spec, sampling=sampling, rng=rng, p_min=0.0)
                 for spec in specs]
     console = stderr_console()

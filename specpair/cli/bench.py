@@ -15,6 +15,7 @@ from .common import (
     check_writable,
     load_kwargs,
     sampling_config,
+    sampling_kwargs,
     write_json,
 )
 
@@ -111,6 +112,7 @@ def _modes(pair, args, sampling, ks: list[int]) -> list:
 
 
 def _lookup_mode(pair, args, sampling, name: str, scope: str, label: str, k: int):
+    from ..call import CallOptions
     from ..measure.bench import Mode
 
     partition = f"bench {label}"  # each mode learns from its own outputs only
@@ -118,9 +120,10 @@ def _lookup_mode(pair, args, sampling, name: str, scope: str, label: str, k: int
 
     def setup():
         t0 = time.perf_counter()
-        d = pair.drafting(sampling=sampling, rng=np.random.default_rng(args.seed),
-                          kind=args.suite, draft=name, scope=scope, partition=partition,
-                          fresh=args.cold, max_k=k)
+        call = pair.resolve(CallOptions(draft=name, suffix_cache=scope, draft_tokens=k,
+                                        **sampling_kwargs(args)), partition=partition)
+        d = pair.drafting(call, rng=np.random.default_rng(args.seed), kind=args.suite,
+                          fresh=args.cold)
         state["drafting"] = d
         return d.drafter, time.perf_counter() - t0
 
@@ -133,14 +136,16 @@ def _lookup_mode(pair, args, sampling, name: str, scope: str, label: str, k: int
 
 def _auto_mode(pair, args, sampling, rng):
     from ..auto.planner import AUTO_MAX_K
+    from ..call import CallOptions
     from ..measure.bench import Mode
 
     state: dict = {}
 
     def setup():
         before = set(pair.resolver.load_seconds)
-        d = pair.drafting(sampling=sampling, rng=rng, kind=args.suite, draft="auto",
-                          partition="bench auto", fresh=args.cold)
+        call = pair.resolve(CallOptions(draft="auto", draft_tokens=args.draft_tokens_max,
+                                        **sampling_kwargs(args)), partition="bench auto")
+        d = pair.drafting(call, rng=rng, kind=args.suite, fresh=args.cold)
         state["drafting"] = d
         loads = pair.resolver.load_seconds
         planning = d.setup_seconds - sum(v for s, v in loads.items() if s not in before)

@@ -139,11 +139,12 @@ def add_acceptance_options(p: argparse.ArgumentParser) -> None:
                         "best). The draft then shifts the output. Default 1: exact")
     p.add_argument("--accept", choices=["exact", "typical"], default="exact",
                    help="typical: Medusa's typical acceptance (LOSSY). Default exact")
-    p.add_argument("--typical-epsilon", type=float, default=DEFAULT_TYPICAL_EPSILON,
-                   metavar="E", help=f"--accept typical: epsilon (default "
-                                     f"{DEFAULT_TYPICAL_EPSILON})")
-    p.add_argument("--typical-delta", type=float, default=DEFAULT_TYPICAL_DELTA, metavar="D",
-                   help=f"--accept typical: delta (default {DEFAULT_TYPICAL_DELTA})")
+    p.add_argument("--typical-epsilon", type=float, default=None, metavar="E",
+                   help=f"--accept typical: epsilon (default {DEFAULT_TYPICAL_EPSILON}; "
+                        "refused without --accept typical)")
+    p.add_argument("--typical-delta", type=float, default=None, metavar="D",
+                   help=f"--accept typical: delta (default {DEFAULT_TYPICAL_DELTA}; refused "
+                        "without --accept typical)")
 
 
 def suffix_config(args: argparse.Namespace):
@@ -173,6 +174,21 @@ def load_kwargs(args: argparse.Namespace, *, draft: str | None = None) -> dict:
 def sampling_kwargs(args: argparse.Namespace) -> dict:
     return {"temperature": args.temperature, "top_k": args.top_k, "top_p": args.top_p,
             "min_p": args.min_p, "seed": args.seed}
+
+
+def call_options(args: argparse.Namespace, **more):
+    """The call's options (`CallOptions`) from parsed arguments: the one conversion, so every
+    flag a subcommand has reaches the call, or is refused with it."""
+    from ..call import CallOptions
+
+    said = {**sampling_kwargs(args), **more}
+    for name in ("max_tokens", "lenience", "accept", "typical_epsilon", "typical_delta",
+                 "draft_system"):
+        if hasattr(args, name):
+            said[name] = getattr(args, name)
+    if getattr(args, "stop", None):
+        said["stop"] = tuple(args.stop)
+    return CallOptions.of(**said)
 
 
 def sampling_config(args: argparse.Namespace):

@@ -11,8 +11,8 @@ from .common import (
     add_acceptance_options,
     add_model_options,
     add_sampling_options,
+    call_options,
     load_kwargs,
-    sampling_kwargs,
     say,
 )
 
@@ -56,26 +56,23 @@ def add(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from .. import load
-    from ..core.decode import DecodeConfig
-    from ..core.sampling import SamplingConfig
+    from ..call import resolve_call
     from ..core.stats import DecodeStats
     from ..generation import Generation
-    from ..pair import acceptance_rule
+    from ..pair import DraftOptions
 
-    # every option is checked before anything loads
-    SamplingConfig(**sampling_kwargs(args))
-    DecodeConfig(max_tokens=args.max_tokens)
-    acceptance_rule(args.lenience, args.accept)
+    # every option is checked before anything loads: the call is resolved here, on the
+    # pair's options as `load` will set them, and again (the same way) by the pair
+    options = call_options(args)
+    resolve_call(DraftOptions(draft=args.draft, draft_tokens=args.draft_tokens,
+                              adaptive=args.adaptive, suffix_store=args.suffix_store), options)
+    if args.draft_system is not None and not args.chat:
+        raise SpecpairError("--draft-system needs --chat and a model draft (--draft MODEL)")
     prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
     pair = load(args.target, **load_kwargs(args))
     result = Generation("", [], DecodeStats(), None, True)
-    options = dict(chat=args.chat, max_tokens=args.max_tokens, stop=tuple(args.stop),
-                   lenience=args.lenience, accept=args.accept, draft_system=args.draft_system,
-                   **sampling_kwargs(args))
-    if args.draft_system is not None and not args.chat:
-        raise SpecpairError("--draft-system needs --chat and a model draft (--draft MODEL)")
     interrupted, error = False, None
-    pieces = pair.stream(prompt, result=result, **options)
+    pieces = pair.stream(prompt, chat=args.chat, result=result, call=pair.resolve(options))
     try:
         for piece in pieces:
             if not args.json:

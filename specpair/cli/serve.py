@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from ..errors import InvalidOption
-from .common import add_model_options, add_sampling_options, load_kwargs, sampling_config, say
+from .common import add_model_options, add_sampling_options, call_options, load_kwargs, say
 
 
 def add(sub) -> None:
@@ -46,8 +46,8 @@ def add(sub) -> None:
                             "whether another's outputs contained a text), shared by all "
                             "(global), or none (off: each request drafts from itself only)")
     serve.add_argument("--max-queue", type=int, default=16, metavar="N",
-                       help="requests that may wait while one decodes (default 16); more get "
-                            "429 with Retry-After")
+                       help="requests that may wait while one decodes (default 16; 0: none "
+                            "wait, one runs); more get 429 with Retry-After")
     serve.add_argument("--model-name", default=None, metavar="NAME",
                        help="the model id /v1/models reports (default: the target's file name)")
     serve.add_argument("--shutdown-grace", type=float, default=10.0, metavar="S",
@@ -84,19 +84,17 @@ def run(args: argparse.Namespace) -> int:
         raise InvalidOption(f"--max-tokens must be between 1 and --max-tokens-cap "
                             f"({args.max_tokens_cap}), got {args.max_tokens}")
     logging.basicConfig(level=logging.WARNING, format="specpair serve: %(message)s")
-    sampling = sampling_config(args)
+    defaults = call_options(args, suffix_cache=args.suffix_cache)
     spec = args.draft or "auto"
     pair = load(args.target, **load_kwargs(args))  # a model draft is checked here
+    pair.resolve(defaults)  # the server's own defaults must make a valid call
     target = pair.target
     for note in pair.resolver.notes:
         say(note)
-    engine = Engine(pair, max_queue=args.max_queue, suffix_cache=args.suffix_cache)
+    engine = Engine(pair, max_queue=args.max_queue)
     settings = ServeSettings(
-        model=args.model_name or target.name,
-        draft=spec if spec in LOOKUPS else "model",
-        draft_tokens=args.draft_tokens, max_tokens_cap=args.max_tokens_cap,
-        default_max_tokens=args.max_tokens, api_keys=tuple(args.api_key), sampling=sampling,
-        stop=tuple(args.stop))
+        model=args.model_name or target.name, drafter=spec if spec in LOOKUPS else "model",
+        max_tokens_cap=args.max_tokens_cap, api_keys=tuple(args.api_key), defaults=defaults)
     app = create_app(engine, settings)
     try:
         loopback = ipaddress.ip_address(args.host).is_loopback
@@ -105,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
     if not loopback and not args.api_key:
         say(f"warning: listening on {args.host} without --api-key: anyone who can reach this "
             "port can use the model")
-    say(f"serving {target.name} on {target.device} (drafter {settings.draft}) on "
+    say(f"serving {target.name} on {target.device} (drafter {settings.drafter}) on "
         f"http://{args.host}:{args.port}  (chat page: /, API: /v1, metrics: /metrics)")
     server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port,
                                            log_level="warning",

@@ -17,7 +17,7 @@ import hmac
 import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from importlib import resources
 
 from fastapi import FastAPI, Request
@@ -26,9 +26,9 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from sse_starlette.sse import EventSourceResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..core.decode import MAX_DRAFT_TOKENS, DecodeConfig
+from ..call import CallOptions
+from ..core.decode import DEFAULT_MAX_TOKENS, MAX_DRAFT_TOKENS
 from ..core.prompt import encode_prompt
-from ..core.sampling import SamplingConfig
 from ..errors import SpecpairError
 from . import schemas
 from .engine import Engine, Job, QueueFull
@@ -39,17 +39,34 @@ RETRY_AFTER_SECONDS = 2
 log = logging.getLogger("specpair.serve")
 
 
+# what a request may choose in `speculative.draft`, by what the server drafts with: the
+# server's own drafter, plain decoding, and (under auto) the lookups auto already runs. Never
+# more: a client must not make a --draft none server plan or load draft models.
+DRAFTERS = {"auto": ("auto", "ngram", "suffix", "none"), "ngram": ("ngram", "none"),
+            "suffix": ("suffix", "none"), "model": ("model", "none"), "none": ("none",)}
+
+
 @dataclass(frozen=True, kw_only=True)
 class ServeSettings:
     model: str  # the name /v1/models lists
-    draft: str = "auto"  # auto | none | ngram | suffix | model
-    draft_tokens: int | None = None  # None: the pair's default
+    drafter: str = "auto"  # what the server drafts with: auto | none | ngram | suffix | model
     max_tokens_cap: int = 4096
-    default_max_tokens: int = 256
     api_keys: tuple[str, ...] = ()
     max_body_bytes: int = 1 << 20
-    sampling: SamplingConfig = SamplingConfig()  # server defaults, overridden per request
-    stop: tuple[str, ...] = ()
+    # the server's defaults (its generation flags): a request's own fields win, one by one
+    defaults: CallOptions = field(default_factory=CallOptions)
+
+    def __post_init__(self) -> None:
+        if self.drafter not in DRAFTERS:
+            raise ValueError(f"drafter must be one of {', '.join(DRAFTERS)}")
+        if self.defaults.max_tokens is None:
+            object.__setattr__(self, "defaults", replace(
+                self.defaults, max_tokens=min(DEFAULT_MAX_TOKENS, self.max_tokens_cap)))
+
+    @property
+    def drafters(self) -> tuple[str, ...]:
+        """What a request may choose in speculative.draft."""
+        return DRAFTERS[self.drafter]
 
 
 class ApiError(Exception):
@@ -171,7 +188,8 @@ def create_app(engine: Engine, settings: ServeSettings) -> FastAPI:
     @app.get("/health")
     async def health():
         return {"status": "ok", "model": settings.model, "busy": engine.busy,
-                "queue": engine.queue_length}
+                "queue": engine.queue_length, "drafter": settings.drafter,
+                "drafters": list(settings.drafters)}
 
     @app.get("/v1/models")
     async def models():
@@ -240,28 +258,25 @@ def create_app(engine: Engine, settings: ServeSettings) -> FastAPI:
 
 def _build_request(engine: Engine, settings: ServeSettings, body, content, kind: str,
                    partition: str) -> GenRequest:
-    """Validate a request against the server's limits and tokenize it."""
-    limit = body.limit() or min(settings.default_max_tokens, settings.max_tokens_cap)
+    """Validate a request against the server's limits, resolve its call (its fields over the
+    server's defaults, over the pair's options) and tokenize it."""
+    spec = body.speculative or schemas.Speculative()
+    if spec.draft is not None and spec.draft not in settings.drafters:
+        raise ApiError(400, f"speculative.draft {spec.draft!r}: this server drafts with "
+                            f"{settings.drafter!r}; a request may choose "
+                            f"{', '.join(settings.drafters)}", param="speculative.draft")
+    said = CallOptions.of(
+        max_tokens=body.limit(), temperature=body.temperature, top_k=body.top_k,
+        top_p=body.top_p, min_p=body.min_p, seed=body.seed, stop=body.stops() or None,
+        draft=None if spec.draft == "model" else spec.draft,  # "model": the pair's own
+        draft_tokens=min(spec.k, MAX_DRAFT_TOKENS) if spec.k else None)
+    options = said.over(settings.defaults)
+    limit = options.max_tokens or 0
     if limit > settings.max_tokens_cap:
         raise ApiError(400, f"max_tokens {limit} is over this server's cap of "
                             f"{settings.max_tokens_cap}", param="max_tokens")
-    spec = body.speculative or schemas.Speculative()
-    draft = spec.draft or settings.draft
-    if draft == "model":
-        if settings.draft != "model":
-            raise ApiError(400, "speculative.draft 'model': this server has no draft model",
-                           param="speculative.draft")
-        draft = None  # the pair's own model draft
-    k = spec.k or settings.draft_tokens
-    seed = body.seed if body.seed is not None else settings.sampling.seed
-    options = {"temperature": body.temperature, "top_k": body.top_k, "top_p": body.top_p,
-               "min_p": body.min_p, "seed": seed, "max_tokens": limit,
-               "stop": body.stops() or settings.stop, "draft": draft,
-               "draft_tokens": min(k, MAX_DRAFT_TOKENS) if k else None, "kind": kind}
     try:  # the same checks a generation would make, before it queues
-        SamplingConfig(temperature=body.temperature, top_k=body.top_k, top_p=body.top_p,
-                       min_p=body.min_p, seed=seed)
-        DecodeConfig(max_tokens=limit)
+        call = engine.pair.resolve(options, partition=partition)
         prompt = encode_prompt(engine.target, content, chat=kind == "chat")
     except SpecpairError as e:
         raise ApiError(400, str(e)) from None
@@ -271,7 +286,7 @@ def _build_request(engine: Engine, settings: ServeSettings, body, content, kind:
         raise ApiError(400, f"the prompt is {len(prompt)} tokens but the context holds "
                             f"{engine.target.n_ctx}: shorten it", param="messages"
                        if kind == "chat" else "prompt")
-    return GenRequest(prompt=prompt, options=options, kind=kind, partition=partition)
+    return GenRequest(prompt=prompt, call=call, kind=kind, partition=partition)
 
 
 def _status(error: str, internal: bool) -> int:

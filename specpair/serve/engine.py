@@ -18,6 +18,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from ..call import Call
 from ..core.stats import DecodeStats
 from ..errors import SpecpairError
 from ..generation import Generation, Piece
@@ -35,9 +36,9 @@ class Request:
     """A generation request, already validated and tokenized."""
 
     prompt: list[int]
-    options: dict  # keywords of Pair.stream: sampling, max_tokens, stop, draft, draft_tokens
+    call: Call  # the request's options resolved over the server's and the pair's
     kind: str  # "chat" or "completion"
-    partition: str = ""  # whose global suffix tree it reads and feeds (an API key's)
+    partition: str = ""  # whose suffix tree and prompt cache it may use (an API key's)
 
 
 @dataclass
@@ -52,11 +53,11 @@ class Job:
 
 
 class Engine:
-    def __init__(self, pair: Pair, *, max_queue: int, suffix_cache: str = "key") -> None:
+    def __init__(self, pair: Pair, *, max_queue: int) -> None:
+        """`max_queue`: requests that may wait while one runs (0: none wait, one runs)."""
         self.pair = pair
         self.target = pair.target
         self.max_queue = max_queue
-        self.suffix_cache = suffix_cache
         self._waiting: deque[Job] = deque()
         self._cv = threading.Condition()
         self._running: Job | None = None
@@ -89,7 +90,8 @@ class Engine:
             if self._closing:
                 raise QueueFull("the server is shutting down")
             self._purge()
-            if len(self._waiting) >= self.max_queue:
+            idle = self._running is None and not self._waiting
+            if len(self._waiting) >= self.max_queue and not idle:
                 raise QueueFull(f"{len(self._waiting)} requests are already waiting")
             self._waiting.append(job)
             self._cv.notify()
@@ -108,7 +110,8 @@ class Engine:
 
     def shutdown(self, *, cancel_after: float) -> None:
         """Stop taking jobs; let the running one finish for up to `cancel_after` seconds, then
-        cancel it; everything still waiting is cancelled at once."""
+        cancel it; everything still waiting is cancelled at once. Returns when the worker has
+        stopped: the models are no longer in use."""
         with self._cv:
             self._closing = True
             waiting = list(self._waiting)
@@ -123,7 +126,10 @@ class Engine:
         running = self._running
         if running is not None:
             running.cancelled.set()
-        self._thread.join(timeout=max(5.0, cancel_after))
+        # no timeout: a cancelled generation stops within one round, but a prefill cannot be
+        # interrupted, and the caller frees the models after this returns (a timeout here
+        # freed llama.cpp's contexts under a running prefill)
+        self._thread.join()
 
     def _work(self) -> None:
         while True:
@@ -146,9 +152,8 @@ class Engine:
             job.on_done(job.result.stats, "cancelled", False)
             return
         error, internal = None, False
-        pieces = self.pair.stream(tokens=request.prompt, result=job.result,
-                                  suffix_cache=self.suffix_cache,
-                                  partition=request.partition, **request.options)
+        pieces = self.pair.stream(tokens=request.prompt, result=job.result, kind=request.kind,
+                                  call=request.call)
         try:
             for piece in pieces:
                 job.on_piece(piece)

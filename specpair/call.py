@@ -1,0 +1,169 @@
+"""One call's options, resolved once: what a generation asks for is what it gets.
+
+A pair is loaded with `DraftOptions` (how it drafts unless told otherwise); each call (the API's
+`stream`/`generate`, a CLI run, a server request) says some `CallOptions` and leaves the rest
+unsaid (None). `resolve_call` turns the two into one frozen `Call`: the drafter, its K, the
+sampling, the acceptance rule, the suffix tree it reads and whether the suffix store is
+written. Nothing downstream compares the call's options with the pair's again: the decode loop,
+the planner and the store read the `Call`.
+
+Layering: a server's defaults are `CallOptions` too (`request.over(server_defaults)`), so a
+request that omits a field gets the server's value and one that sets it gets its own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, replace
+
+from .auto.planner import AUTO_MAX_K
+from .core.acceptance import EXACT, LENIENCE, TYPICAL, AcceptanceRule
+from .core.decode import DEFAULT_DRAFT_TOKENS, DEFAULT_MAX_TOKENS, DecodeConfig
+from .core.sampling import SamplingConfig
+from .drafters.model import DEFAULT_DRAFT_P_MIN
+from .drafters.ngram import DEFAULT_NGRAM_MAX, DEFAULT_NGRAM_MIN
+from .drafters.suffix import SuffixConfig
+from .errors import InvalidOption
+
+LOOKUPS = ("none", "ngram", "suffix", "auto")
+SCOPES = ("off", "key", "global")
+
+
+@dataclass(frozen=True, kw_only=True)
+class DraftOptions:
+    """How the pair drafts; every field is a keyword of `load` (and a CLI flag)."""
+
+    draft: str = "auto"  # auto | none | ngram | suffix | a model spec
+    draft_tokens: int | None = None  # K; auto and adaptive: the largest K to choose
+    draft_p_min: float = DEFAULT_DRAFT_P_MIN
+    ngram_min: int = DEFAULT_NGRAM_MIN
+    ngram_max: int = DEFAULT_NGRAM_MAX
+    adaptive: bool = False  # choose K each round (always on with auto)
+    suffix: SuffixConfig = field(default_factory=SuffixConfig)
+    suffix_store: str | None = None  # a file: the global suffix tree, kept across runs
+    fresh: bool = False  # auto ignores the cost cache and stores nothing (a first run)
+
+    def __post_init__(self) -> None:
+        if self.draft_tokens is not None:
+            DecodeConfig(draft_tokens=self.draft_tokens)  # validates K
+
+
+@dataclass(frozen=True, kw_only=True)
+class CallOptions:
+    """What one call may ask for. None: not said (the layer below decides: a server's
+    defaults, then the pair's options, then the library's defaults)."""
+
+    max_tokens: int | None = None
+    temperature: float | None = None
+    top_k: int | None = None
+    top_p: float | None = None
+    min_p: float | None = None
+    seed: int | None = None
+    stop: tuple[str, ...] | None = None
+    lenience: float | None = None
+    accept: str | None = None  # exact | typical
+    typical_epsilon: float | None = None
+    typical_delta: float | None = None
+    draft: str | None = None  # auto | none | ngram | suffix | a model spec
+    draft_tokens: int | None = None
+    draft_system: str | None = None
+    suffix_cache: str | None = None  # off | key | global
+
+    @classmethod
+    def of(cls, **options) -> CallOptions:
+        """From the API's keywords; an unknown one is refused (a typo must not be ignored)."""
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(options) - names)
+        if unknown:
+            raise InvalidOption(f"unknown option {unknown[0]!r}: the options of a call are "
+                                f"{', '.join(sorted(names))}")
+        if options.get("stop") is not None:
+            options["stop"] = tuple(options["stop"])
+        return cls(**options)
+
+    def over(self, base: CallOptions) -> CallOptions:
+        """These options where they are said, `base`'s elsewhere."""
+        said = {f.name: getattr(self, f.name) for f in fields(self)
+                if getattr(self, f.name) is not None}
+        return replace(base, **said)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Call:
+    """One call, resolved: everything the generation reads about what was asked."""
+
+    draft: str  # the drafter of this call: none | ngram | suffix | auto | a model spec
+    adaptive: bool  # K chosen each round (auto always)
+    config: DecodeConfig  # max_tokens, K, sampling, stop strings, acceptance rule
+    draft_system: str | None  # the model draft's own system prompt
+    scope: str  # the suffix lookup's global tree: off | key | global
+    partition: str  # the API key's partition ("" : everyone's, or no keys)
+    tree: str | None  # the partition of the global suffix tree read (None: none)
+    store: bool  # the output goes into the pair's --suffix-store file
+    cache_domain: str  # whose cached prompt prefix this call may reuse
+
+    @property
+    def sampling(self) -> SamplingConfig:
+        return self.config.sampling
+
+
+def acceptance_rule(lenience: float = 1.0, accept: str = EXACT, *,
+                    typical_epsilon: float | None = None,
+                    typical_delta: float | None = None) -> AcceptanceRule:
+    """The acceptance rule from the API's keywords (exact unless a lossy one is asked for).
+    Typical acceptance's parameters without typical acceptance are refused, not ignored."""
+    if accept not in (EXACT, TYPICAL):
+        raise InvalidOption(f"{{accept}} must be exact or typical, got {accept!r}")
+    if accept == TYPICAL and lenience != 1.0:
+        raise InvalidOption("choose one lossy rule: {lenience} or {accept} typical")
+    extra = {k: v for k, v in (("epsilon", typical_epsilon), ("delta", typical_delta))
+             if v is not None}
+    if extra and accept != TYPICAL:
+        which = "{typical_epsilon}" if typical_epsilon is not None else "{typical_delta}"
+        raise InvalidOption(f"{which} applies to typical acceptance only: add {{accept}} "
+                            "typical, or leave it out")
+    kind = TYPICAL if accept == TYPICAL else (LENIENCE if lenience != 1.0 else EXACT)
+    return AcceptanceRule(kind=kind, lenience=lenience, **extra)
+
+
+def draft_tokens_for(pair: DraftOptions, draft: str, adaptive: bool) -> int:
+    """The K a pair loaded with `draft` (and the pair's other options) would use: the pair's
+    K where it was given, else the drafter's own default (auto and adaptive: the largest K to
+    choose; a fixed drafter: DEFAULT_DRAFT_TOKENS)."""
+    if pair.draft_tokens is not None:
+        return pair.draft_tokens
+    return AUTO_MAX_K if draft == "auto" or adaptive else DEFAULT_DRAFT_TOKENS
+
+
+def resolve_call(pair: DraftOptions, options: CallOptions, *, partition: str = "") -> Call:
+    """The call's options over the pair's, checked, as one frozen value."""
+    o = options
+    draft = o.draft or pair.draft
+    adaptive = pair.adaptive or draft == "auto"
+    if o.draft_system is not None and draft in LOOKUPS:
+        raise InvalidOption(f"{{draft_system}} needs a model draft ({{draft}} MODEL), and this "
+                            f"call drafts with {draft!r}")
+    scope = o.suffix_cache or "key"
+    if scope not in SCOPES:
+        raise InvalidOption(f"{{suffix_cache}} must be one of {', '.join(SCOPES)}, got "
+                            f"{scope!r}")
+    sampling = SamplingConfig(
+        temperature=0.0 if o.temperature is None else o.temperature,
+        top_k=o.top_k or 0, top_p=1.0 if o.top_p is None else o.top_p,
+        min_p=o.min_p or 0.0, seed=o.seed)
+    rule = acceptance_rule(1.0 if o.lenience is None else o.lenience, o.accept or EXACT,
+                           typical_epsilon=o.typical_epsilon, typical_delta=o.typical_delta)
+    k = o.draft_tokens if o.draft_tokens is not None else draft_tokens_for(pair, draft,
+                                                                            adaptive)
+    config = DecodeConfig(max_tokens=DEFAULT_MAX_TOKENS if o.max_tokens is None
+                          else o.max_tokens, draft_tokens=k, sampling=sampling,
+                          stop=tuple(o.stop or ()), acceptance=rule)
+    tree = None if scope == "off" else ("" if scope == "global" else partition)
+    uses_suffix = draft in ("suffix", "auto")
+    return Call(draft=draft, adaptive=adaptive, config=config, draft_system=o.draft_system,
+                scope=scope, partition=partition, tree=tree if uses_suffix else None,
+                store=bool(pair.suffix_store) and uses_suffix and tree == "",
+                cache_domain="" if scope == "global" else partition)
+
+
+__all__ = ["LOOKUPS", "SCOPES", "Call", "CallOptions", "DraftOptions", "acceptance_rule",
+           "draft_tokens_for", "resolve_call"]
