@@ -1,8 +1,10 @@
 """The invariants of speculative decoding on the real Qwen2.5-Coder pair through llama.cpp."""
 
+import httpx
 import numpy as np
 import pytest
 
+import specpair
 from specpair.backends import sync
 from specpair.core.decode import DecodeConfig, decode_steps
 from specpair.core.prompt import encode_prompt
@@ -177,6 +179,33 @@ def test_a_broken_chat_template_is_a_one_line_error(draft, monkeypatch):
     monkeypatch.setattr(draft, "_chat_template", "{% if messages %}{{ messages[0]['content'] ")
     with pytest.raises(SpecpairError, match="chat template is broken"):
         draft.chat_prompt("hi")
+
+
+ALTERNATING = ("{% for m in messages %}{% if loop.index0 > 0 and m['role'] == "
+               "messages[loop.index0 - 1]['role'] %}{{ raise_exception('Conversation roles must "
+               "alternate user/assistant/user/assistant/...') }}{% endif %}{{ m['content'] }}"
+               "{% endfor %}")
+
+
+def test_a_template_that_refuses_a_conversation_is_a_400_with_its_reason(draft, monkeypatch):
+    """Gemma's template refuses two user turns in a row (raise_exception: a ValueError in
+    llama-cpp-python): the caller's to fix, so an InvalidOption and a 400, never a 500."""
+    from specpair.errors import InvalidOption
+    from specpair.serve.app import ServeSettings, create_app
+    from specpair.serve.engine import Engine
+
+    from .serving import running
+
+    monkeypatch.setattr(draft, "_chat_template", ALTERNATING)
+    twice = [{"role": "user", "content": "hi"}, {"role": "user", "content": "again"}]
+    with pytest.raises(InvalidOption, match="roles must alternate"):
+        draft.chat_prompt(twice)
+    engine = Engine(specpair.load(draft, draft="none"), max_queue=1)
+    with running(create_app(engine, ServeSettings(model="m", drafter="none"))) as url:
+        r = httpx.post(url + "/v1/chat/completions", timeout=60,
+                       json={"messages": twice, "max_tokens": 2})
+    engine.shutdown(cancel_after=0)
+    assert r.status_code == 400 and "roles must alternate" in r.json()["error"]["message"]
 
 
 PIRATE_SYSTEM = "You are a pirate. Start every sentence with 'Arr,' and call the user 'matey'."

@@ -203,6 +203,12 @@ class LlamaCppBackend:
         except jinja2.TemplateError as e:
             raise ModelError(f"{self.name}: its chat template is broken ({e}): pass "
                              "chat=False and write the prompt in the model's format") from None
+        except (ValueError, TypeError) as e:
+            # llama-cpp-python's templates call raise_exception as a ValueError: a template
+            # that refuses this conversation (Gemma's: two user turns in a row), the caller's
+            # to fix, not a fault of ours
+            raise InvalidOption(f"{self.name}'s chat template refused the conversation: {e}"
+                                ) from None
 
     def eval(self, tokens: Sequence[int], *, all_logits: bool = True) -> np.ndarray:
         check_eval(len(self._tokens), len(tokens), self.n_ctx)
