@@ -205,3 +205,19 @@ def test_real_05b_on_transformers_plain_self_draft_and_mixed_pair(hf_05b, draft)
     agreement = compare_outputs(hf_05b, prompt, plain, mixed)
     assert agreement.ok, agreement.describe()
     assert stats.acceptance_rate > 0.5, stats.summary()
+
+
+def test_the_cache_is_passed_by_the_name_the_models_forward_takes():
+    """Earlier transformers 5.x releases call it past_key_values: `cache=` would be swallowed
+    by **kwargs, the cache rebuilt every call, the logits wrong and nothing said."""
+    from specpair.backends.hf import cache_keyword
+    from specpair.errors import ModelError
+
+    def older(self, input_ids=None, past_key_values=None, use_cache=None, **kwargs): ...
+    def newer(self, input_ids=None, cache=None, use_cache=None, **kwargs): ...
+    def neither(self, input_ids=None, **kwargs): ...
+
+    assert cache_keyword(older) == "past_key_values"
+    assert cache_keyword(newer) == "cache"
+    with pytest.raises(ModelError, match="cache"):
+        cache_keyword(neither)

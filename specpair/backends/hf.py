@@ -62,6 +62,21 @@ def device_name(device: str) -> str:
     return cpu_device()
 
 
+def cache_keyword(forward) -> str:
+    """The name a model's forward takes its KV cache by: `cache` in recent transformers 5.x,
+    `past_key_values` in earlier 5.x releases (and 4.x). Passing the wrong one is silent (it
+    lands in **kwargs unused, the cache is rebuilt every call and the logits are wrong), so it
+    is read from the signature once, and a forward that takes neither is refused."""
+    import inspect
+
+    params = inspect.signature(forward).parameters
+    for name in ("cache", "past_key_values"):
+        if name in params:
+            return name
+    raise ModelError("this transformers model's forward takes no cache argument (neither "
+                     "`cache` nor `past_key_values`): specpair cannot keep its KV cache")
+
+
 class HFBackend:
     def __init__(self, path: str, config: BackendConfig, *, model=None, tokenizer=None) -> None:
         """Load from `path` (a folder, a cached hub id, or a .gguf file), or wrap an already
@@ -101,6 +116,7 @@ class HFBackend:
         self.compile_seconds = 0.0  # one-time: the first call of each compiled shape
         self._compiled_shapes: set[int] = set()
         self._forward = self.model.forward
+        self._cache_kw = cache_keyword(self.model.forward)
         if config.compile:
             torch._dynamo.config.cache_size_limit = max(
                 torch._dynamo.config.cache_size_limit, COMPILED_MAX_TOKENS + 8)
@@ -182,7 +198,7 @@ class HFBackend:
         first = compiled and n not in self._compiled_shapes
         t0 = time.perf_counter()
         try:
-            out = forward(input_ids=ids, use_cache=True, cache=self._cache,
+            out = forward(input_ids=ids, use_cache=True, **{self._cache_kw: self._cache},
                           logits_to_keep=0 if all_logits else 1)
             logits = out.logits[0]
             if compiled:
