@@ -189,3 +189,40 @@ def test_bad_decode_options_are_user_errors():
         DecodeConfig(max_tokens=0)
     with pytest.raises(SpecpairError, match="draft_tokens"):
         DecodeConfig(draft_tokens=0)
+
+
+class LaunchingToy(ToyBackend):
+    """A device whose eval returns at launch (as CUDA's does) and whose work lands when the
+    host waits for it: each batch's compute, 1 s on a simulated clock, elapses in
+    `synchronize`."""
+
+    def __init__(self, *args, **kw) -> None:
+        super().__init__(*args, **kw)
+        self.now, self.queued = 0.0, 0.0
+
+    def clock(self) -> float:
+        return self.now
+
+    def eval(self, tokens, *, all_logits=True):
+        self.queued += 1.0
+        return super().eval(tokens, all_logits=all_logits)
+
+    def synchronize(self) -> None:
+        self.now += self.queued
+        self.queued = 0.0
+
+
+def test_the_loop_waits_for_the_device_before_it_times_a_round():
+    """A round's target_seconds is the forward pass's compute, not its launch: otherwise the
+    compute lands in verify_seconds at the first read-back, and auto learns a flat, wrong verify
+    curve on a GPU."""
+    v = 8
+    table = np.full((v, v), -4.0, dtype=np.float32)
+    for i in range(v):
+        table[i, (i + 1) % v] = 4.0
+    target = LaunchingToy(table)
+    steps = list(decode_steps(target, None, [0, 1, 2], config=DecodeConfig(max_tokens=3),
+                              rng=np.random.default_rng(0), clock=target.clock))
+    assert steps[0].prefill_seconds == 1.0
+    assert [s.target_seconds for s in steps] == [1.0, 1.0, 1.0]
+    assert all(s.verify_seconds == 0.0 for s in steps)

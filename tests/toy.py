@@ -56,6 +56,9 @@ class ToyBackend:
         assert 0 <= n_past <= len(self._tokens)
         del self._tokens[n_past:]
 
+    def synchronize(self) -> None:
+        pass
+
     def close(self) -> None:
         pass
 

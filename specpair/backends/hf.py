@@ -215,6 +215,10 @@ class HFBackend:
         self._tokens.extend(tokens)
         return logits
 
+    def synchronize(self) -> None:
+        if self.torch_device.startswith("cuda"):
+            torch.cuda.synchronize(self.torch_device)
+
     def rewind(self, n_past: int) -> None:
         check_rewind(n_past, len(self._tokens))
         removed = len(self._tokens) - n_past

@@ -241,6 +241,9 @@ class LlamaCppBackend:
             raise
         return np.concatenate(rows) if len(rows) > 1 else rows[0]
 
+    def synchronize(self) -> None:
+        pass  # eval copies the logits out of llama.cpp, which waits for the device
+
     def rewind(self, n_past: int) -> None:
         check_rewind(n_past, len(self._tokens))
         if not llama_cpp.llama_memory_seq_rm(self._memory, 0, n_past, -1):

@@ -63,6 +63,13 @@ class Backend(Protocol):
         """Move the cache back to its first n_past tokens (0 <= n_past <= self.n_past)."""
         ...
 
+    def synchronize(self) -> None:
+        """Wait until the device has finished the work queued so far. A GPU's kernel launches
+        return before the GPU is done: the decode loop calls this before it reads the clock,
+        so a round's `target_seconds` is the compute and not the launch. A no-op on the CPU
+        (and wherever `eval` already returns finished results)."""
+        ...
+
     def close(self) -> None: ...
 
 

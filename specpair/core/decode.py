@@ -89,6 +89,7 @@ def decode_steps(
         sync(target, committed[:-1])
     else:
         target.rewind(0)
+    target.synchronize()
     prefill_seconds = clock() - t0
     if drafter is not None:
         drafter.begin(prompt)
@@ -116,6 +117,7 @@ def decode_steps(
             t_drafted = clock()
 
             logits = target.eval([committed[-1], *draft.tokens])
+            target.synchronize()  # a GPU's launches return early: time the compute
             t_evaluated = clock()
             n_acc, next_token = verify(logits, draft, uniforms.at(n_new, len(draft.tokens) + 1))
             t_verified = clock()

@@ -65,6 +65,9 @@ class NullBackend:
     def rewind(self, n_past: int) -> None:
         del self._tokens[n_past:]
 
+    def synchronize(self) -> None:
+        pass
+
     def close(self) -> None:
         pass
 
