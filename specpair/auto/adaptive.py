@@ -334,6 +334,4 @@ class AdaptiveDrafter(Drafter):
     def learned_alphas(self) -> dict[str, list[float]]:
         return {c.name: c.alphas for c in self.candidates}
 
-    def close(self) -> None:
-        for cand in self.candidates:
-            cand.drafter.close()
+    # no close(): the candidates' models are the pair's, kept for the next call

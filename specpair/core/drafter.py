@@ -61,7 +61,8 @@ class Drafter(Protocol):
         """The generation ended; `tokens` are its new tokens (what a lookup may learn from)."""
 
     def close(self) -> None:
-        """Free what the drafter holds (a model's weights and cache)."""
+        """Free what the drafter itself made. A model it drafts with is its loader's (the
+        pair's Resolver, which keeps it for the next call): a drafter never closes it."""
 
 
 class DrafterWrapper(Drafter):

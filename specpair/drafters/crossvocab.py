@@ -223,8 +223,7 @@ class TextDrafter(Drafter):
                 return []
         return []
 
-    def close(self) -> None:
-        self.draft.close()
+    # no close(): the draft backend is its loader's (see ModelDrafter)
 
 
 class TLIDrafter(TextDrafter):

@@ -68,6 +68,7 @@ class ModelDrafter(Drafter):
             return Draft([])  # the draft's context is full: no proposal (decoding goes on)
         t0 = self._clock()
         self._catch_up(context)
+        b.synchronize()
         self.sync_seconds = self._clock() - t0
         logits = b.eval([context[-1]])[0]
         self._known = len(context)
@@ -84,7 +85,8 @@ class ModelDrafter(Drafter):
             tokens.append(token)
             if i < k - 1:  # the last draft token's logits are never needed
                 logits = b.eval([token])[0]
+        b.synchronize()  # the loop reads its clock next: drafting's time is the compute
         return Draft(tokens, stack(qs) if qs else None)
 
-    def close(self) -> None:
-        self.backend.close()
+    # no close(): the backend is its loader's (the pair's Resolver keeps it for the next call,
+    # LlamaDraft closes its own); a drafter lives for one generation

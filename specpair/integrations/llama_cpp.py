@@ -69,7 +69,8 @@ class LlamaDraft(LlamaDraftModel):
             self.drafter = ModelDrafter(self.backend, sampling=SamplingConfig(),
                                         rng=np.random.default_rng(0))
         self._last: list[int] = []
-        self.history: list[tuple[int, list[int]]] = []  # (context length, proposal)
+        # (context length, proposal) of the current (or last) generation: `acceptance` reads it
+        self.history: list[tuple[int, list[int]]] = []
 
     def __call__(self, input_ids: np.ndarray, /, **kwargs: Any) -> np.ndarray:
         context = input_ids.tolist()
@@ -78,14 +79,15 @@ class LlamaDraft(LlamaDraftModel):
         n = len(self._last)
         if len(context) < n or context[:n] != self._last:
             self.drafter.begin(context)
+            self.history.clear()  # one generation's proposals: bounded in a long-lived server
         self._last = context
         draft = self.drafter.propose(context, self.num_pred_tokens)
         self.history.append((len(context), list(draft.tokens)))
         return np.asarray(draft.tokens, dtype=np.intc)
 
     def acceptance(self, tokens: list[int]) -> tuple[int, int]:
-        """(accepted, proposed) over the proposals made for `tokens`, the full sequence
-        llama-cpp-python ended with: a proposal's tokens count while they match it."""
+        """(accepted, proposed) over the last generation's proposals, for `tokens`, the full
+        sequence llama-cpp-python ended it with: a proposal's tokens count while they match."""
         accepted = proposed = 0
         for start, proposal in self.history:
             proposed += len(proposal)
@@ -97,5 +99,6 @@ class LlamaDraft(LlamaDraftModel):
 
     def close(self) -> None:
         self.drafter.close()
+        self.backend.close()  # loaded here, so closed here (a drafter closes nothing it uses)
         if self._target is not None:
             self._target.close()
