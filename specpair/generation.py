@@ -1,6 +1,10 @@
 """One generation as the API returns it: `stream` yields `Piece`s (text by origin: what the
 draft proposed and the target accepted, then the target's own token), `Generation` is the whole
-result. Built on the core's decode loop; statistics are its `DecodeStats`."""
+result. Built on the core's decode loop; statistics are its `DecodeStats`.
+
+`stream_pieces` is the one text layer: every caller that decodes (the API, the server, bench,
+advise, steer) goes through it, so stop strings and the folding of rounds into statistics
+exist once."""
 
 from __future__ import annotations
 
@@ -12,7 +16,7 @@ import numpy as np
 from .core.backend import Backend
 from .core.decode import DecodeConfig, decode_steps
 from .core.drafter import Drafter
-from .core.stats import DecodeStats
+from .core.stats import DecodeStats, Step
 from .core.text import TextStream
 
 
@@ -20,13 +24,16 @@ from .core.text import TextStream
 class Piece:
     """Text as it is produced: one run of tokens of one origin. `from_draft`: proposed by the
     draft and accepted by the target; else the target's own token (a correction, a bonus token,
-    or a plain step). The last piece of a generation has `finish_reason` and `stats` set."""
+    or a plain step). The last piece of each verification round carries that round (`step`:
+    what it drafted, accepted and cost; measurements read it); the last piece of a generation
+    has `finish_reason` and `stats` set."""
 
     text: str
     tokens: tuple[int, ...]
     from_draft: bool
     finish_reason: str | None = None
     stats: DecodeStats | None = None
+    step: Step | None = None
 
 
 @dataclass
@@ -80,11 +87,11 @@ def stream_pieces(target: Backend, drafter: Drafter | None, prompt: Sequence[int
             if text.stopped:
                 step, finish = replace(step, tokens=step.tokens[:kept], finish="stop"), "stop"
             stats.add(step)
+            last = pieces.pop() if pieces else Piece("", (), False)
             if finish:
-                tail = text.flush()
-                last = pieces.pop() if pieces else Piece("", (), False)
-                pieces.append(replace(last, text=last.text + tail, finish_reason=finish,
-                                      stats=stats))
+                last = replace(last, text=last.text + text.flush(), finish_reason=finish,
+                               stats=stats)
+            pieces.append(replace(last, step=step))
             yield from pieces
             if finish:
                 break

@@ -7,11 +7,12 @@ import numpy as np
 import pytest
 from scipy.stats import chisquare
 
-from specpair.core.decode import DecodeConfig, decode_steps, generate_text
+from specpair.core.decode import DecodeConfig, decode_steps
 from specpair.core.sampling import SamplingConfig
 from specpair.core.stats import DecodeStats
 from specpair.drafters import ModelDrafter
 from specpair.errors import SpecpairError
+from specpair.generation import stream_pieces
 
 from .toy import ToyBackend, random_table
 
@@ -172,14 +173,14 @@ def test_seeded_sampling_is_reproducible():
     assert once() == once()
 
 
-def test_generate_text_stops_at_a_stop_string_spanning_tokens():
+def test_the_text_layer_stops_at_a_stop_string_spanning_tokens():
     table = np.full((V, V), -5.0)
     for i in range(V):
         table[i, (i + 1) % V] = 5.0  # a b c d e f a b c ...
     stats = DecodeStats()
-    chunks = generate_text(ToyBackend(table), None, [0], rng=np.random.default_rng(0),
+    pieces = stream_pieces(ToyBackend(table), None, [0], rng=np.random.default_rng(0),
                            config=DecodeConfig(max_tokens=50, stop=("efa",)), stats=stats)
-    text = "".join(chunk for chunk, _ in chunks)
+    text = "".join(piece.text for piece in pieces)
     assert text == "bcd"
     assert stats.finish == "stop"
 
@@ -226,3 +227,22 @@ def test_the_loop_waits_for_the_device_before_it_times_a_round():
     assert steps[0].prefill_seconds == 1.0
     assert [s.target_seconds for s in steps] == [1.0, 1.0, 1.0]
     assert all(s.verify_seconds == 0.0 for s in steps)
+
+
+def test_each_round_reaches_the_text_layers_callers_once():
+    """bench, advise and steer read rounds from the one text layer (stream_pieces): the last
+    piece of every round carries it, and those rounds are exactly what the statistics fold."""
+    from .test_exactness import ListDrafter
+
+    table = np.full((V, V), -5.0)
+    for i in range(V):
+        table[i, (i + 1) % V] = 5.0
+    stats = DecodeStats()
+    pieces = list(stream_pieces(ToyBackend(table), ListDrafter([1, 2, 9, 9]), [0],
+                                config=DecodeConfig(max_tokens=12, draft_tokens=4),
+                                rng=np.random.default_rng(0), stats=stats))
+    steps = [p.step for p in pieces if p.step is not None]
+    assert len(steps) == stats.steps
+    assert sum(len(s.tokens) for s in steps) == stats.new_tokens == 12
+    assert sum(s.n_drafted for s in steps) == stats.drafted > 0
+    assert pieces[-1].step is steps[-1] and pieces[-1].finish_reason == "max_tokens"

@@ -9,13 +9,14 @@ import numpy as np
 import pytest
 from scipy.stats import chisquare
 
-from specpair.core.decode import DecodeConfig, decode_steps, generate_text
+from specpair.core.decode import DecodeConfig, decode_steps
 from specpair.core.drafter import fit_to_vocab
 from specpair.core.prompt import encode_prompt
 from specpair.core.sampling import SamplingConfig
 from specpair.core.stats import DecodeStats, Step
 from specpair.core.verify import verify_sampled
 from specpair.drafters import Draft, Drafter, RemappedDrafter
+from specpair.generation import stream_pieces
 from specpair.measure.agreement import NEAR_TIE_MARGIN, check_tokens
 
 from .toy import ToyBackend, random_table
@@ -157,12 +158,11 @@ def test_tokens_after_a_stop_string_are_not_output_or_counted():
     target = ToyBackend(table)
     stats = DecodeStats()
     tokens, text = [], ""
-    for chunk, step in generate_text(target, ListDrafter([1, 2, 3, 4, 5, 6]), [0],
-                                     config=DecodeConfig(max_tokens=20, draft_tokens=6,
-                                                         stop=("cd",)),
-                                     rng=np.random.default_rng(0), stats=stats):
-        tokens += step.tokens
-        text += chunk
+    for piece in stream_pieces(target, ListDrafter([1, 2, 3, 4, 5, 6]), [0],
+                               config=DecodeConfig(max_tokens=20, draft_tokens=6, stop=("cd",)),
+                               rng=np.random.default_rng(0), stats=stats):
+        tokens += piece.tokens
+        text += piece.text
     assert text == "b"
     assert tokens == [1, 2, 3]  # up to the token that completes "cd"; e, f, g dropped
     assert stats.new_tokens == 3 and stats.finish == "stop"

@@ -1,14 +1,14 @@
 """The decode loop: plain and speculative decoding are the same loop (plain is k = 0).
 
-`decode_steps` is a generator of `Step`s. `generate_text` wraps it for callers that want text:
-incremental UTF-8 decoding, stop strings, and folding steps into `DecodeStats`.
+`decode_steps` is a generator of `Step`s. The one text layer above it (incremental UTF-8
+decoding, stop strings, folding steps into `DecodeStats`) is `generation.stream_pieces`.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -18,8 +18,7 @@ from .backend import Backend, common_prefix, sync
 from .drafter import Draft, Drafter, fit_to_vocab
 from .ops import PositionUniforms, Verifier
 from .sampling import SamplingConfig
-from .stats import DecodeStats, Step
-from .text import TextStream
+from .stats import Step
 
 DEFAULT_MAX_TOKENS = 256
 DEFAULT_DRAFT_TOKENS = 4
@@ -166,37 +165,3 @@ def decode_steps(
             target.rewind(len(committed) - 1)
         if drafter is not None:
             drafter.end(committed[n_prompt:])
-
-
-def generate_text(
-    target: Backend,
-    drafter: Drafter | None,
-    prompt: Sequence[int],
-    *,
-    config: DecodeConfig,
-    rng: np.random.Generator,
-    stats: DecodeStats,
-) -> Iterator[tuple[str, Step]]:
-    """Yield (new text, step) as decoding goes and fold every step into `stats`; honours stop
-    strings (text may be empty while a possible stop string is held back).
-
-    The step that completes a stop string is cut after the token that completes it: tokens past
-    it are not output, not yielded and not counted as new tokens. (The verification counters
-    keep what the verifier judged: that work was done.)"""
-    stats.prompt_tokens = len(prompt)
-    text = TextStream(target, stop=config.stop)
-    steps = decode_steps(target, drafter, prompt, config=config, rng=rng)
-    try:
-        for step in steps:
-            chunk = text.add(step.tokens)
-            if text.stopped:
-                step = replace(step, tokens=step.tokens[: text.kept_tokens], finish="stop")
-                stats.add(step)
-                yield chunk + text.flush(), step
-                break
-            stats.add(step)
-            if step.finish:
-                chunk += text.flush()
-            yield chunk, step
-    finally:
-        steps.close()

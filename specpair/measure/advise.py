@@ -63,17 +63,20 @@ def calibrate(target: Backend, drafter, prompts: Sequence[Sequence[int]], *, k_c
     """A short decode with the drafter at K = k_cal: per-position acceptance and draft cost
     (what a drafted token costs: the drafter's catch-up on the context, `sync_seconds`, the
     prompt included, is left out, as auto leaves it out)."""
-    from ..core.decode import DecodeConfig, decode_steps
+    from ..core.decode import DecodeConfig
     from ..core.stats import DecodeStats
+    from ..generation import stream_pieces
 
     stats = DecodeStats()
     config = DecodeConfig(max_tokens=max_tokens, draft_tokens=k_cal, sampling=sampling)
     counts = np.zeros(k_cal + 1)
     catch_up = 0.0
     for prompt in prompts:
-        for step in decode_steps(target, drafter, prompt, config=config,
-                                 rng=np.random.default_rng(sampling.seed or 0)):
-            stats.add(step)
+        for piece in stream_pieces(target, drafter, prompt, config=config,
+                                   rng=np.random.default_rng(sampling.seed or 0), stats=stats):
+            step = piece.step
+            if step is None:
+                continue  # the round's earlier pieces; its last one carries the round
             if step.n_drafted:
                 catch_up += min(drafter.sync_seconds, step.draft_seconds)
             if not step.finish:  # the last round may be cut short by max_tokens

@@ -19,11 +19,12 @@ import numpy as np
 
 from ..backends import Backend
 from ..backends.device import machine_id, usable_cpus
-from ..core.decode import DecodeConfig, decode_steps
+from ..core.decode import DecodeConfig
 from ..core.drafter import Drafter
 from ..core.sampling import SamplingConfig
 from ..core.stats import DecodeStats
 from ..errors import InvalidOption
+from ..generation import stream_pieces
 from ..version import __version__
 from .agreement import NEAR_TIE_MARGIN, check_tokens, compare_outputs
 from .benchstats import describe_speedup, speedup, summarize
@@ -77,11 +78,10 @@ def _decode(target, mode: Mode, prompt, max_tokens: int, sampling, seed: int,
     tokens: list[int] = []
     config = DecodeConfig(max_tokens=max_tokens, draft_tokens=max(mode.draft_tokens, 1),
                           sampling=sampling)
-    for step in decode_steps(target, drafter, prompt, config=config,
-                             rng=np.random.default_rng(seed)):
-        stats.add(step)
-        tokens += step.tokens
-        advance(len(step.tokens))
+    for piece in stream_pieces(target, drafter, prompt, config=config,
+                               rng=np.random.default_rng(seed), stats=stats):
+        tokens += piece.tokens
+        advance(len(piece.tokens))
     advance(max_tokens - len(tokens))  # ended early (EOS): the bar still fills
     mode.after(drafter)
     return tokens, stats

@@ -33,12 +33,13 @@ from ..core.acceptance import (
     lenient_distribution,
     typical_distribution,
 )
-from ..core.decode import DecodeConfig, generate_text
+from ..core.decode import DecodeConfig
 from ..core.prompt import encode_prompt
 from ..core.sampling import SamplingConfig, make_transform
 from ..core.stats import DecodeStats
 from ..drafters import ModelDrafter, SystemPromptDrafter
 from ..errors import SpecpairError
+from ..generation import stream_pieces
 from .benchstats import summarize
 
 # a practical value, then far below it: a draft's favourite words can have target probabilities
@@ -193,7 +194,7 @@ def run_study(target: Backend, draft: Backend, *, user: str, draft_system: str, 
                                   acceptance=setting.rule or AcceptanceRule())
             stats = DecodeStats()
             t0 = time.perf_counter()
-            text = "".join(chunk for chunk, _ in generate_text(
+            text = "".join(piece.text for piece in stream_pieces(
                 target, drafter, prompt, config=config, rng=rng, stats=stats))
             record = {"setting": setting.name, "i": i, "text": text,
                       "tokens": stats.new_tokens, "seconds": time.perf_counter() - t0,
