@@ -260,3 +260,29 @@ def test_auto_does_not_re_explore_what_earlier_runs_measured():
                                      CostCurve([EPYC(n) for n in range(1, 18)]))
     assert drafter.explored == 0
     assert spent <= plain * 1.03
+
+
+def test_acceptance_stored_per_kind_of_proposal_is_where_the_next_run_starts():
+    """A lookup's acceptance is learned per kind of proposal (a 2-token match predicts worse
+    than an 8-token one) and stored; the next run's decisions start from the stored value
+    for that kind, not from the conservative default every run."""
+    from specpair.auto.adaptive import DEFAULT_PRIOR_ALPHA
+
+    from .toy import ToyBackend
+
+    target = ToyBackend(np.zeros((4, 4), dtype=np.float32))
+    config = BackendConfig()
+    first = plan(target, "toy", config, free=[NgramDrafter()], kind="code")
+    ngram = first.drafter.candidates[0]
+    for _ in range(30):  # long matches, nearly always accepted
+        ngram.learn(8, 8, kind="match 8+")
+    remember(first, config=config)
+    second = plan(target, "toy", config, free=[NgramDrafter()], kind="code")
+    alphas = second.drafter.candidates[0].of_kind("match 8+").alphas
+    assert min(alphas[:8]) > 0.9
+    # a kind never stored still starts from the default; another kind of text too
+    assert second.drafter.candidates[0].of_kind("match 2").alphas[0] == \
+        pytest.approx(DEFAULT_PRIOR_ALPHA)
+    other = plan(target, "toy", config, free=[NgramDrafter()], kind="chat")
+    assert other.drafter.candidates[0].of_kind("match 8+").alphas[0] == \
+        pytest.approx(DEFAULT_PRIOR_ALPHA)

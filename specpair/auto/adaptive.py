@@ -104,12 +104,15 @@ class Candidate:
     measured_seconds: float = 0.0
     measured_tokens: int = 0
     measured_rounds: int = 0
+    # acceptance per kind of proposal that earlier runs stored: where a kind starts from
+    kind_priors: dict[str, list[float]] = field(default_factory=dict)
 
     @classmethod
     def with_prior(cls, drafter: Drafter, *, free: bool, prior: Sequence[float], max_k: int,
-                   seconds_per_token: float = 0.0) -> Candidate:
+                   seconds_per_token: float = 0.0,
+                   kind_priors: dict[str, list[float]] | None = None) -> Candidate:
         return cls(drafter, free, Acceptance.prior(prior, max_k, observed=len(prior)),
-                   seconds_per_token, max_k)
+                   seconds_per_token, max_k, kind_priors=dict(kind_priors or {}))
 
     @property
     def name(self) -> str:
@@ -122,10 +125,11 @@ class Candidate:
     def of_kind(self, kind: str) -> Acceptance:
         if not kind:
             return self.acceptance
-        if kind not in self.by_kind:  # a new kind starts from the conservative default: a kind
-            # seen for the first time (a 2-token match in text that stopped repeating) must
-            # prove itself, in shadow, before it drafts
-            self.by_kind[kind] = Acceptance.prior([], self.max_k, observed=0)
+        if kind not in self.by_kind:  # a kind starts from what earlier runs stored for it, or
+            # from the conservative default: a kind never seen (a 2-token match in text that
+            # stopped repeating) must prove itself, in shadow, before it drafts
+            prior = self.kind_priors.get(kind, [])
+            self.by_kind[kind] = Acceptance.prior(prior, self.max_k, observed=len(prior))
         return self.by_kind[kind]
 
     def learn(self, n_judged: int, n_accepted: int, kind: str = "") -> None:

@@ -65,8 +65,18 @@ class AutoPlan:
                 "explored": self.drafter.explored}
 
 
-def _prior_key(target_key: str, drafter_name: str, kind: str) -> str:
-    return f"{target_key}|alphas|{drafter_name}|{kind}"
+def _prior_key(target_key: str, drafter_name: str, kind: str, proposal: str = "") -> str:
+    """Where a drafter's acceptance on a kind of text is stored; with `proposal`, its
+    acceptance for one kind of its proposals (Draft.kind: "match 4-7")."""
+    name = f"{drafter_name}@{proposal}" if proposal else drafter_name
+    return f"{target_key}|alphas|{name}|{kind}"
+
+
+def _kind_priors(stored: dict, target_key: str, drafter_name: str, kind: str) -> dict:
+    """The stored acceptance per kind of proposal of one drafter on one kind of text."""
+    head, tail = f"{target_key}|alphas|{drafter_name}@", f"|{kind}"
+    return {key[len(head):-len(tail)]: value for key, value in stored.items()
+            if key.startswith(head) and key.endswith(tail) and isinstance(value, list)}
 
 
 def best_possible_speedup(verify: Sequence[float], per_token: float, max_k: int, *,
@@ -115,7 +125,9 @@ def plan(target: Backend, engine: str, config: BackendConfig, *, free: Sequence[
     draft_keys: dict[str, str] = {}
     for drafter in free:
         prior = stored.get(_prior_key(target_key, drafter.name, kind)) or []
-        candidates.append(Candidate.with_prior(drafter, free=True, prior=prior, max_k=max_k))
+        candidates.append(Candidate.with_prior(
+            drafter, free=True, prior=prior, max_k=max_k,
+            kind_priors=_kind_priors(stored, target_key, drafter.name, kind)))
     if forced is not None:
         per_token = stored.get(forced_key) if forced_key else None
         if forced_key:
@@ -178,6 +190,10 @@ def remember(plan_: AutoPlan, *, config: BackendConfig) -> bool:
     for cand in drafter.candidates:
         if cand.drafted_tokens or cand.free:
             updates[_prior_key(plan_.target_key, cand.name, plan_.kind)] = cand.alphas
+            for proposal, acceptance in cand.by_kind.items():
+                if acceptance.observed:  # judged this run (or carried from a stored prior)
+                    updates[_prior_key(plan_.target_key, cand.name, plan_.kind,
+                                       proposal)] = acceptance.alphas
     share = busy_share(plan_, config)
     busy = plan_.on_cpu and share is not None and share < BUSY_SHARE
     if busy:
