@@ -180,7 +180,9 @@ def test_chat_page_in_a_real_browser(server, tmp_path):
             "--disable-component-update", "--disable-sync", "--no-first-run"])
         page = browser.new_page()
         page.goto(server + "/")
-        page.select_option("#drafter", "ngram")
+        page.select_option("#drafter", "ngram")  # waits for the options /health lists
+        options = page.eval_on_selector_all("#drafter option", "os => os.map(o => o.value)")
+        assert options == ["ngram", "none"]  # this server's drafter, and plain decoding
         page.fill("#maxtok", "40")
         page.fill("#input", PROMPTS[2])
         page.click("#send")
