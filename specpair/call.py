@@ -96,8 +96,7 @@ class Call:
     config: DecodeConfig  # max_tokens, K, sampling, stop strings, acceptance rule
     draft_system: str | None  # the model draft's own system prompt
     scope: str  # the suffix lookup's global tree: off | key | global
-    partition: str  # the API key's partition ("" : everyone's, or no keys)
-    tree: str | None  # the partition of the global suffix tree read (None: none)
+    tree: str | None  # the partition of the global suffix tree read ("": everyone's; None: none)
     store: bool  # the output goes into the pair's --suffix-store file
     cache_domain: str  # whose cached prompt prefix this call may reuse
 
@@ -160,7 +159,7 @@ def resolve_call(pair: DraftOptions, options: CallOptions, *, partition: str = "
     tree = None if scope == "off" else ("" if scope == "global" else partition)
     uses_suffix = draft in ("suffix", "auto")
     return Call(draft=draft, adaptive=adaptive, config=config, draft_system=o.draft_system,
-                scope=scope, partition=partition, tree=tree if uses_suffix else None,
+                scope=scope, tree=tree if uses_suffix else None,
                 store=bool(pair.suffix_store) and uses_suffix and tree == "",
                 cache_domain="" if scope == "global" else partition)
 

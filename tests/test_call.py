@@ -5,23 +5,13 @@ from __future__ import annotations
 
 import dataclasses
 
-import numpy as np
 import pytest
 
 import specpair
 from specpair.call import CallOptions, DraftOptions, resolve_call
 from specpair.errors import SpecpairError
 
-from .toy import LETTERS, ToyBackend
-
-
-def walk_table(v: int = 26) -> np.ndarray:
-    """Greedy walk a -> b -> ... -> z -> a: the prompt's cycle repeats, so lookups draft."""
-    table = np.full((v, v), -4.0, dtype=np.float32)
-    for i in range(v):
-        table[i, (i + 1) % v] = 4.0
-    return table
-
+from .toy import LETTERS, ToyBackend, walk_table
 
 REPEATING = LETTERS * 2  # a lookup finds every continuation in the prompt
 

@@ -11,14 +11,7 @@ import pytest
 pytestmark = pytest.mark.engine  # LlamaDraft imports llama-cpp-python
 
 from .conftest import need  # noqa: E402
-from .toy import LETTERS, ToyBackend  # noqa: E402
-
-
-def walk_table(v: int = 26) -> np.ndarray:
-    table = np.full((v, v), -4.0, dtype=np.float32)
-    for i in range(v):
-        table[i, (i + 1) % v] = 4.0
-    return table
+from .toy import LETTERS, ToyBackend, walk_table  # noqa: E402
 
 
 class Tracked(ToyBackend):

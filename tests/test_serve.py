@@ -19,20 +19,13 @@ from specpair.serve.engine import Engine
 
 from .conftest import unavailable
 from .serving import running
-from .toy import ToyBackend
+from .toy import ToyBackend, walk_table
 
 try:
     import openai
 except ImportError:
     unavailable("the openai client is not installed: pip install -e '.[test]'", module=True)
 
-
-def walk_table(v: int = 26) -> np.ndarray:
-    """Greedy walk a -> b -> c -> ... -> z -> a: predictable text, nothing random."""
-    table = np.full((v, v), -4.0, dtype=np.float32)
-    for i in range(v):
-        table[i, (i + 1) % v] = 4.0
-    return table
 
 
 class SlowToy(ToyBackend):

@@ -14,6 +14,15 @@ from specpair.core.drafter import Draft, Drafter
 LETTERS = "abcdefghijklmnopqrstuvwxyz"
 
 
+def walk_table(v: int = 26) -> np.ndarray:
+    """Greedy walk a -> b -> c -> ... -> z -> a: predictable text, nothing random (a prompt
+    holding the cycle repeats, so lookups draft)."""
+    table = np.full((v, v), -4.0, dtype=np.float32)
+    for i in range(v):
+        table[i, (i + 1) % v] = 4.0
+    return table
+
+
 class ToyBackend:
     def __init__(self, table: np.ndarray, *, eos: int | None = None, n_ctx: int = 256,
                  name: str = "toy") -> None:

@@ -101,17 +101,17 @@ def _modes(pair, args, sampling, ks: list[int]) -> list:
             scope = scope or "key"
             label = name if scope == "key" else f"{name} ({scope})"
             for k in ks:
-                modes.append(_lookup_mode(pair, args, sampling, name, scope, label, k))
+                modes.append(_lookup_mode(pair, args, name, scope, label, k))
             continue
         drafter = pair.model_drafter(spec, sampling=sampling, rng=rng)
         load = pair.resolver.load_seconds.get(spec, 0.0)
         modes += [fixed(f"spec K={k}", k, drafter, load) for k in ks]
     if args.auto or args.draft == ["auto"]:
-        modes.append(_auto_mode(pair, args, sampling, rng))
+        modes.append(_auto_mode(pair, args, rng))
     return modes
 
 
-def _lookup_mode(pair, args, sampling, name: str, scope: str, label: str, k: int):
+def _lookup_mode(pair, args, name: str, scope: str, label: str, k: int):
     from ..call import CallOptions
     from ..measure.bench import Mode
 
@@ -134,7 +134,7 @@ def _lookup_mode(pair, args, sampling, name: str, scope: str, label: str, k: int
     return Mode(mode_name, k, setup, after, lambda: pair.forget_suffix(partition))
 
 
-def _auto_mode(pair, args, sampling, rng):
+def _auto_mode(pair, args, rng):
     from ..auto.planner import AUTO_MAX_K
     from ..call import CallOptions
     from ..measure.bench import Mode

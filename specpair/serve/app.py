@@ -286,7 +286,7 @@ def _build_request(engine: Engine, settings: ServeSettings, body, content, kind:
         raise ApiError(400, f"the prompt is {len(prompt)} tokens but the context holds "
                             f"{engine.target.n_ctx}: shorten it", param="messages"
                        if kind == "chat" else "prompt")
-    return GenRequest(prompt=prompt, call=call, kind=kind, partition=partition)
+    return GenRequest(prompt=prompt, call=call, kind=kind)
 
 
 def _status(error: str, internal: bool) -> int:

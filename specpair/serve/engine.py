@@ -38,7 +38,6 @@ class Request:
     prompt: list[int]
     call: Call  # the request's options resolved over the server's and the pair's
     kind: str  # "chat" or "completion"
-    partition: str = ""  # whose suffix tree and prompt cache it may use (an API key's)
 
 
 @dataclass
