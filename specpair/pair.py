@@ -70,7 +70,7 @@ class Pair:
         self.options = options
         self.resolver = Resolver(target, target_config=target_config, draft_config=draft_config)
         if options.draft not in LOOKUPS:
-            self.resolver.comparison(options.draft)  # a pair that cannot work fails here
+            self.resolver.verdict(options.draft)  # a pair that cannot work fails here
         self._suffix: dict[str, SuffixCache] = {}
         self._domain: str | None = None  # whose prompt the models' caches hold (see stream)
 
@@ -99,7 +99,7 @@ class Pair:
         generation of this pair reads, whoever called it (API, CLI, server)."""
         call = resolve_call(self.options, options or CallOptions(), partition=partition)
         if call.draft not in LOOKUPS:
-            self.resolver.comparison(call.draft)  # a per-call model draft that cannot work
+            self.resolver.verdict(call.draft)  # a per-call model draft that cannot work
         return call
 
     # -- drafters ---------------------------------------------------------------------------

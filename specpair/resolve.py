@@ -21,11 +21,21 @@ from .backends.device import cpu_device
 from .core.drafter import Drafter
 from .core.sampling import SamplingConfig
 from .drafters.crossvocab import EXTRA_DRAFT_TOKENS
-from .drafters.pairing import describe, drafter_for
+from .drafters.pairing import describe, drafter_for, needs_comparison
 from .errors import SpecpairError
 from .models import MODELS, auto_drafts, cached_path, resolve_model
+from .models.facts import identity, remembered
 from .models.gguf import weight_bytes_per_token
-from .tokenizers.compare import TEXT_LEVEL, Comparison, check_pair
+from .tokenizers.compare import (
+    COMPATIBLE,
+    IDENTICAL,
+    REMAPPABLE,
+    TEXT_LEVEL,
+    Comparison,
+    check_pair,
+)
+
+VERDICTS = (IDENTICAL, COMPATIBLE, REMAPPABLE, TEXT_LEVEL)  # those a pair can draft with
 
 
 @dataclass(frozen=True)
@@ -76,6 +86,22 @@ class Resolver:
             self._comparisons[spec] = check_pair(self.target_spec, spec)
         return self._comparisons[spec]
 
+    def verdict(self, spec: str) -> str:
+        """The pair's verdict, as `comparison` would give it, without comparing when an
+        earlier process compared these two files as they are now (models/facts.py): a
+        comparison decodes both vocabularies, seconds for two 152k-token GGUFs."""
+        if spec in self._comparisons:
+            return self._comparisons[spec].verdict
+        target_file, draft_file = self.target_path, self.source(spec).path
+        try:
+            if not (os.path.isfile(target_file) and os.path.isfile(draft_file)):
+                raise FileNotFoundError
+            question = f"verdict with {identity(target_file)}"
+        except OSError:  # a folder, or a named model not assembled yet: compared here
+            return self.comparison(spec).verdict
+        return remembered(draft_file, question, lambda: self.comparison(spec).verdict,
+                          valid=lambda v: v in VERDICTS)
+
     def source(self, spec: str) -> DraftSource:
         if spec in MODELS:  # do not assemble a named model auto may never load
             return DraftSource(spec, "gguf", str(cached_path(MODELS[spec])), MODELS[spec].size)
@@ -85,11 +111,12 @@ class Resolver:
 
     def draft_backend(self, spec: str) -> Backend:
         if spec not in self._drafts:
-            self.comparison(spec)
+            verdict = self.verdict(spec)
             t0 = time.perf_counter()
             self._drafts[spec] = load_backend(spec, self.draft_config)
             self.load_seconds[spec] = time.perf_counter() - t0
-            note = describe(self.comparison(spec), SamplingConfig())
+            note = describe(self.comparison(spec), SamplingConfig()) \
+                if verdict == TEXT_LEVEL else None
             if note:
                 self.notes.append(note)
         return self._drafts[spec]
@@ -99,7 +126,9 @@ class Resolver:
         """A drafter of model `spec` for one generation: how it drafts is the comparison's
         verdict (drafters/pairing.py)."""
         backend = self.draft_backend(spec)
-        return drafter_for(backend, self.comparison(spec), target=self.target,
+        verdict = self.verdict(spec)
+        comparison = self.comparison(spec) if needs_comparison(verdict) else None
+        return drafter_for(backend, verdict, comparison, target=self.target,
                            sampling=sampling, rng=rng, p_min=p_min)
 
     def auto_drafts(self) -> list[str]:
@@ -121,7 +150,8 @@ class Resolver:
 
     def relative_cost(self, source: DraftSource) -> float:
         """A draft token's cost over a target token's, estimated from the weights each reads
-        (GGUF headers; file sizes where a header cannot be read)."""
+        (GGUF headers, read once per file: models/facts.py; file sizes where a header cannot be
+        read)."""
         try:
             return weight_bytes_per_token(source.path) / weight_bytes_per_token(self.target_path)
         except (SpecpairError, OSError):  # a named model not assembled yet: by file sizes
@@ -137,13 +167,13 @@ class Resolver:
 
         def extra_tokens() -> int:
             try:
-                return EXTRA_DRAFT_TOKENS if self.comparison(spec).verdict == TEXT_LEVEL else 0
+                return EXTRA_DRAFT_TOKENS if self.verdict(spec) == TEXT_LEVEL else 0
             except SpecpairError:
                 return 0  # the load will say why it cannot draft
 
         return ModelOption(
             name=os.path.basename(s.path), cost_key=self.draft_cost_key(spec),
-            relative_cost=self.relative_cost(s), extra_tokens=extra_tokens,
+            relative_cost=lambda: self.relative_cost(s), extra_tokens=extra_tokens,
             load=lambda: self.drafter(spec, sampling=sampling, rng=rng, p_min=p_min))
 
     def devices(self) -> dict:

@@ -96,8 +96,11 @@ def _private_cost_cache(tmp_path, monkeypatch):
     """Each test starts with an empty cost cache (as on a new machine) and never writes the
     user's: what --draft auto learns in one test must not steer another."""
     from specpair.auto import costs
+    from specpair.models import facts
 
     monkeypatch.setattr(costs, "cache_file", lambda: tmp_path / "costs.json")
+    monkeypatch.setattr(facts, "cache_file", lambda: tmp_path / "files.json")
+    monkeypatch.setattr(facts, "_MEMO", {})
 
 
 def pytest_ignore_collect(collection_path, config):

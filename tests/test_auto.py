@@ -167,7 +167,7 @@ def _option(path, relative_cost, loaded, config=None):
         loaded.append(path)
         return OracleDrafter([0], vocab=V, clock=FakeClock(), cost=0.0, accuracy=1.0)
     key = costs.cost_key("draft", "gguf", str(path), config or BackendConfig(), "toy")
-    return ModelOption(name="draft.gguf", cost_key=key, relative_cost=relative_cost,
+    return ModelOption(name="draft.gguf", cost_key=key, relative_cost=lambda: relative_cost,
                        extra_tokens=lambda: 0, load=load)
 
 
@@ -193,6 +193,42 @@ def test_plan_does_not_load_a_model_draft_that_cannot_win(cache, tmp_path):
     p = plan(target, "gguf", config, free=[NgramDrafter()], kind="raw",
              models=[_option(tmp_path / "d.gguf", 0.44, loaded)])
     assert loaded and len(p.drafter.candidates) == 2
+
+
+def test_plan_asks_for_a_drafts_estimates_only_when_its_costs_leave_the_question_open(
+        cache, tmp_path):
+    """Estimating a draft's cost reads its file; its extra tokens need the pair's tokenizers
+    compared (seconds). Neither is asked when what is already known decides."""
+    target_file = tmp_path / "target.gguf"
+    target_file.write_bytes(b"x" * 1000)
+    target = ScriptBackend([0], vocab=V, clock=FakeClock(), cost=CPU)
+    target.path = str(target_file)
+    config = BackendConfig()
+    asked: list[str] = []
+
+    def option(relative: float) -> ModelOption:
+        key = costs.cost_key("draft", "gguf", str(tmp_path / f"{relative}.gguf"), config, "toy")
+        return ModelOption(
+            name=f"{relative}.gguf", cost_key=key,
+            relative_cost=lambda: asked.append(f"cost {relative}") or relative,
+            extra_tokens=lambda: asked.append(f"compare {relative}") or 2,
+            load=lambda: OracleDrafter([0], vocab=V, clock=FakeClock(), cost=0.0, accuracy=1.0))
+
+    # the target's costs unknown: nothing is estimated
+    p = plan(target, "gguf", config, free=[NgramDrafter()], kind="raw", models=[option(0.44)])
+    assert asked == [] and len(p.drafter.candidates) == 1
+    # a CPU curve: the cost estimate alone rules the draft out; the vocabularies are not compared
+    costs.save({costs.cost_key("verify", "gguf", str(target_file), config, "toy"):
+                [CPU(n) for n in range(1, 18)]})
+    p = plan(target, "gguf", config, free=[NgramDrafter()], kind="raw", models=[option(0.44)])
+    assert asked == ["cost 0.44"] and len(p.drafter.candidates) == 1
+    # a GPU-like curve: the cost leaves it open, so the pair is compared, then loaded
+    for _ in range(3):
+        costs.save({costs.cost_key("verify", "gguf", str(target_file), config, "toy"):
+                    [GPU(n) for n in range(1, 18)]})
+    asked.clear()
+    p = plan(target, "gguf", config, free=[NgramDrafter()], kind="raw", models=[option(0.05)])
+    assert asked == ["cost 0.05", "compare 0.05"] and len(p.drafter.candidates) == 2
 
 
 def test_first_run_measures_nothing_up_front_and_remembers(cache, tmp_path):
@@ -222,7 +258,7 @@ def test_cost_key_names_everything_that_changes_a_cost(tmp_path):
     f.write_bytes(b"12345")
     base = costs.cost_key("verify", "gguf", str(f), BackendConfig(), "CPU (x)")
     for other in (BackendConfig(dtype="float16"), BackendConfig(threads=7),
-                  BackendConfig(n_ctx=2048)):
+                  BackendConfig(n_ctx=2048), BackendConfig(gpu_layers=10)):
         assert costs.cost_key("verify", "gguf", str(f), other, "CPU (x)") != base
     # the device a model ran on: the GPU's name where there is one
     assert costs.cost_key("verify", "gguf", str(f), BackendConfig(), "NVIDIA H200") != base

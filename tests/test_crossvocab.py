@@ -224,7 +224,7 @@ def test_auto_weighs_a_cross_vocabulary_draft_like_any_other(tmp_path, monkeypat
                 [1.0 + 0.02 * n for n in range(17)]})
     draft = SegBackend(PAIRS, table, name="draft")
     key = costs.cost_key("draft", "gguf", str(tmp_path / "draft.gguf"), config, "toy")
-    option = ModelOption(name="draft.gguf", cost_key=key, relative_cost=0.1,
+    option = ModelOption(name="draft.gguf", cost_key=key, relative_cost=lambda: 0.1,
                          extra_tokens=lambda: 2, load=lambda: TextDrafter(draft, target))
     p = plan(target, "gguf", config, free=[NgramDrafter()], models=[option], kind="raw")
     assert [c.name for c in p.drafter.candidates] == ["ngram", "draft (text-level)"]

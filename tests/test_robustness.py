@@ -101,6 +101,12 @@ def test_gpu_layers_reach_llama_cpp_and_a_bad_value_is_a_one_line_error(capsys, 
              "load_tensors: layer   1 assigned to device CPU, is_swa = 0",
              "llama_model_load_from_file_impl: using device CUDA0 (NVIDIA H200) - 139000 MiB"]
     assert llamacpp.placement(lines) == (1, 2, "NVIDIA H200")
+    # a split model is neither device: its costs are kept apart, and auto still detects a busy
+    # CPU under it (a split model's CPU layers slow down when another process takes the cores)
+    split = llamacpp.device_label("NVIDIA H200", 1, 2)
+    assert split != "NVIDIA H200" and "CPU" in split and "1/2 layers" in split
+    assert llamacpp.device_label("NVIDIA H200", 2, 2) == "NVIDIA H200"
+    assert llamacpp.device_label(None, 0, 2).startswith("CPU")
 
 
 def specpair_error():

@@ -84,6 +84,42 @@ def test_the_draft_estimate_counts_the_output_layer_and_gemma_is_not_loaded_on_2
         in notes
 
 
+def test_auto_reads_no_vocabulary_when_no_model_draft_can_win(target_path, monkeypatch):
+    """Deciding not to load a draft used to decode every candidate's whole GGUF header (2.3
+    million vocabulary strings) and compare tokenizers: seconds before the first token. Now the
+    cost decides first, and a header is walked once per file, only for the tensor sizes."""
+    from specpair.models import gguf
+
+    decoded: list[int] = []  # strings decoded from the headers' values (vocabularies, merges)
+    walked: list[str] = []  # headers walked at all
+    value, read = gguf._Reader.value, gguf._read
+
+    def counting_value(self, vtype):
+        out = value(self, vtype)
+        decoded.append(len(out) if isinstance(out, list) else int(isinstance(out, str)))
+        return out
+
+    def counting_read(path, **kw):
+        walked.append(str(path))
+        return read(path, **kw)
+
+    with specpair.load(target_path, draft="auto", n_ctx=1024) as pair:
+        key = costs.cost_key("verify", "gguf", pair.target.path, pair.resolver.target_config,
+                             pair.target.device)
+        costs.save({key: [0.058 * c for c in (1, 1.73, 2.3, 2.89, 3.6, 4.3, 5.0, 7.9)]})
+        monkeypatch.setattr(gguf._Reader, "value", counting_value)
+        monkeypatch.setattr(gguf, "_read", counting_read)
+        first = pair.generate("Hello", max_tokens=4)
+        assert sum(decoded) < 100, sum(decoded)  # a few scalars: no vocabulary, no merges
+        assert walked  # the candidates' tensor sizes (and the target's), once
+        walked.clear()
+        second = pair.generate("Hello", max_tokens=4)
+    assert walked == []  # known per file now, kept in the cache directory
+    for out in (first, second):
+        notes = " ".join(out.notes)
+        assert "qwen2.5-coder-0.5b.gguf: not loaded" in notes, notes
+
+
 def test_a_target_file_serves_without_the_named_models_installed(draft_path, monkeypatch):
     """serve --target my.gguf used to check the default draft at start-up, and failed without
     the [models] extra. Now auto weighs the named drafts only when it may load one, and a missing

@@ -46,12 +46,13 @@ def model_id(path: str, name: str) -> str:
 
 def cost_key(kind: str, engine: str, path: str, engine_config, device: str) -> str:
     """The cache key of one measured cost: `kind` ("verify", "draft"), the model measured (its
-    engine and file), the device it ran on and its BackendConfig (dtype, threads, n_ctx)."""
+    engine and file), the device it ran on and its BackendConfig (dtype, threads, n_ctx, and
+    the layers offloaded: a model split between a GPU and the CPU costs neither's figure)."""
     c = engine_config
     return "|".join(str(p) for p in (
         __version__, machine_id(), kind, engine, model_id(path, Path(path).name),
         f"device={device}", f"dtype={c.dtype}", f"threads={c.threads or usable_cpus()}",
-        f"n_ctx={c.n_ctx}"))
+        f"n_ctx={c.n_ctx}", f"gpu_layers={c.gpu_layers}"))
 
 
 def cache_file() -> Path:

@@ -48,7 +48,8 @@ class AutoPlan:
     setup_seconds: float = 0.0
     target_key: str = ""
     kind: str = ""
-    on_cpu: bool = True  # the target runs on the CPU (where busy timings are detectable)
+    on_cpu: bool = True  # the target runs on the CPU, wholly or partly (where busy timings
+    # are detectable)
     # drafter name -> cost key of each paid drafter: where its cost per token is stored
     draft_keys: dict[str, str] = field(default_factory=dict)
 
@@ -91,12 +92,15 @@ def best_possible_speedup(verify: Sequence[float], per_token: float, max_k: int,
 class ModelOption:
     """A model drafter auto may load: where its file is (or will be), what a token of it
     costs relative to the target (estimated from the files), where its cost is stored, and how
-    to load it (which checks the pair first)."""
+    to load it (which checks the pair first). The estimates are functions: the planner asks
+    for them only when the costs it already has leave the question open, cheapest first."""
 
     name: str
     cost_key: str
-    relative_cost: float  # estimated seconds per token / the target's (weights read per token)
-    extra_tokens: Callable[[], int]  # tokens drafted per round beyond k (text-level: 2)
+    # estimated seconds per token / the target's (the weights a token reads: GGUF headers)
+    relative_cost: Callable[[], float]
+    extra_tokens: Callable[[], int]  # tokens drafted per round beyond k (text-level: 2; the
+    # pair's verdict, which may need the tokenizers compared)
     load: Callable[[], Drafter]
 
 
@@ -145,13 +149,20 @@ def plan(target: Backend, engine: str, config: BackendConfig, *, free: Sequence[
         per_token = stored.get(option.cost_key)
         measured = per_token is not None
         if per_token is None:
-            per_token = option.relative_cost * verify[0]
-        best = best_possible_speedup(verify, per_token, min(max_k, MODEL_MAX_K),
-                                     per_call_tokens=option.extra_tokens())
+            per_token = option.relative_cost() * verify[0]
+        # decided by cost first, with no tokens beyond k (the best case): a draft that cannot
+        # win even so is ruled out without comparing the pair's vocabularies
+        best = best_possible_speedup(verify, per_token, min(max_k, MODEL_MAX_K))
+        if best >= LOAD_MARGIN:
+            extra = option.extra_tokens()
+            if extra:
+                best = best_possible_speedup(verify, per_token, min(max_k, MODEL_MAX_K),
+                                             per_call_tokens=extra)
         if best < LOAD_MARGIN:
             how = (f"at {per_token / verify[0]:.2f} of a target step per token" if measured else
-                   f"at an estimated {option.relative_cost:.2f} of a target step per token (the "
-                   f"weights a token reads; `specpair advise --draft {name}` measures it)")
+                   f"at an estimated {per_token / verify[0]:.2f} of a target step per token "
+                   f"(the weights a token reads; `specpair advise --draft {name}` measures "
+                   "it)")
             notes.append(f"{name}: not loaded: {how} it cannot win here even if every draft "
                          f"token were accepted (best {best:.2f}x, needs {LOAD_MARGIN}x)")
             continue
@@ -167,7 +178,7 @@ def plan(target: Backend, engine: str, config: BackendConfig, *, free: Sequence[
         draft_keys[drafter.name] = option.cost_key
         notes.append(f"{name}: loaded (it can win here: up to {best:.2f}x at 100% acceptance)")
     adaptive = AdaptiveDrafter(candidates, curve, max_k=max_k)
-    on_cpu = target.device.startswith("CPU")
+    on_cpu = "CPU" in target.device  # partly offloaded models too (backends' device labels)
     return AutoPlan(adaptive, notes, time.perf_counter() - t0, target_key, kind, on_cpu,
                     draft_keys)
 

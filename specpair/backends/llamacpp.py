@@ -97,6 +97,17 @@ def placement(lines: Sequence[str]) -> tuple[int, int, str | None]:
     return len(on_gpu), len(devices), gpu
 
 
+def device_label(gpu: str | None, offloaded: int, layers: int) -> str:
+    """Where a model runs: the GPU's name when every layer is on it, the CPU's when none is,
+    and both when it is split: a split model's costs are neither device's, and the CPU layers
+    make it slow when another process takes the cores (busy-run detection reads "CPU")."""
+    if not gpu:
+        return cpu_device()
+    if offloaded < layers:
+        return f"{gpu} + {cpu_device()} ({offloaded}/{layers} layers on the GPU)"
+    return gpu
+
+
 class LlamaCppVocab:
     """Only a GGUF file's tokenizer (llama.cpp's vocab_only load: no weights, well under a
     second), for `specpair check`'s round-trip probe."""
@@ -118,9 +129,17 @@ class LlamaCppVocab:
             self._model = None
 
 
+def _backend_key(key: str) -> bool:
+    """The header fields the backend reads (the token strings for the one decoder)."""
+    return key in ("general.architecture", "tokenizer.ggml.tokens", "tokenizer.ggml.token_type",
+                   "tokenizer.ggml.model", "tokenizer.chat_template") \
+        or key.endswith(".context_length")
+
+
 class LlamaCppBackend:
     def __init__(self, path: str, config: BackendConfig) -> None:
-        meta = read_metadata(path)  # a clear error for files that are not GGUF at all
+        # a clear error for files that are not GGUF at all; the merges are not needed
+        meta = read_metadata(path, only=_backend_key)
         self.path = path
         self.name = Path(path).name
         arch = meta.get("general.architecture", "?")
@@ -133,7 +152,7 @@ class LlamaCppBackend:
         _LOAD.clear()
         self._model = llama_cpp.llama_model_load_from_file(path.encode(), model_params)
         self.offloaded_layers, self.n_layers, gpu = placement(_LOAD)
-        self.device = gpu if gpu else cpu_device()
+        self.device = device_label(gpu, self.offloaded_layers, self.n_layers)
         if not self._model:
             raise ModelError(
                 f"llama.cpp could not load {path} (truncated, corrupt, or architecture {arch!r} "

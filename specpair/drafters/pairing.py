@@ -34,16 +34,25 @@ def describe(comparison: Comparison, sampling: SamplingConfig) -> str | None:
     return f"the tokenizers differ; drafting goes through text ({shared:,} strings shared)"
 
 
-def drafter_for(draft: Backend, comparison: Comparison, *, target: Backend,
-                sampling: SamplingConfig, rng: np.random.Generator,
+def needs_comparison(verdict: str) -> bool:
+    """Whether drafting needs the comparison itself (its id table or shared strings), not
+    only its verdict."""
+    return verdict in (REMAPPABLE, TEXT_LEVEL)
+
+
+def drafter_for(draft: Backend, verdict: str, comparison: Comparison | None, *,
+                target: Backend, sampling: SamplingConfig, rng: np.random.Generator,
                 p_min: float = 0.0) -> Drafter:
-    """A drafter for one generation from the loaded `draft` of a checked pair."""
-    if comparison.verdict == TEXT_LEVEL:
+    """A drafter for one generation from the loaded `draft` of a checked pair: its verdict,
+    and its comparison where the verdict `needs_comparison`."""
+    if needs_comparison(verdict) and comparison is None:
+        raise ValueError(f"a {verdict} pair drafts through its comparison: pass it")
+    if verdict == TEXT_LEVEL and comparison is not None:
         if uses_tli(comparison, sampling):
             return TLIDrafter(draft, target, shared=comparison.shared, sampling=sampling,
                               rng=rng)
         return TextDrafter(draft, target)
     drafter: Drafter = ModelDrafter(draft, sampling=sampling, rng=rng, p_min=p_min)
-    if comparison.verdict == REMAPPABLE:
+    if verdict == REMAPPABLE and comparison is not None:
         return RemappedDrafter(drafter, comparison.draft_to_target or {})
     return drafter
