@@ -298,6 +298,27 @@ def test_auto_does_not_re_explore_what_earlier_runs_measured():
     assert spent <= plain * 1.03
 
 
+def test_a_stored_point_one_busy_round_inflated_is_measured_again_and_stops_capping_k():
+    """An earlier run measured batches of 1-9 and, in one busy round, 17 at 1.6 times its cost
+    (another process had the cores). With that point, every K above 8 looks like a loss and
+    auto drafts K = 8 where 16 pays. The point lies far above the line through the points below
+    it, so auto drafts at that size once, measures it again, and the lower measurement replaces
+    it (contention only makes a batch slower)."""
+    stored: list[float | None] = [EPYC(n) for n in range(1, 10)] + [None] * 7 + [EPYC(17) * 1.6]
+    curve = CostCurve(stored)
+    assert curve.doubtful(17) and not any(curve.doubtful(n) for n in range(1, 17))
+    plain, spent, drafter = run_both(repetitive(700), 60, EPYC, ngram_only, 600, curve)
+    assert drafter.explored >= 1
+    assert drafter.curve.seconds[16] == pytest.approx(EPYC(17))
+    assert not drafter.curve.doubtful(17)
+    assert drafter.curve.session()[16] == pytest.approx(EPYC(17))  # stored for the next run
+    # as fast as with the point right: K = 16 from the first round that drafts
+    right = stored[:16] + [EPYC(17)]
+    _, spent_right, _ = run_both(repetitive(700), 60, EPYC, ngram_only, 600, CostCurve(right))
+    assert spent <= spent_right * 1.01 and spent < plain * 0.8
+    assert {k for _, k in drafter.chosen} == {0, 16}
+
+
 def test_acceptance_stored_per_kind_of_proposal_is_where_the_next_run_starts():
     """A lookup's acceptance is learned per kind of proposal (a 2-token match predicts worse
     than an 8-token one) and stored; the next run's decisions start from the stored value

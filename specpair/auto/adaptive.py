@@ -290,12 +290,14 @@ class AdaptiveDrafter(Drafter):
                  ) -> tuple[float, Candidate, int] | None:
         """Every EXPLORE_EVERY rounds: the best free proposal if the points this run has not
         measured were nearly free (`CostCurve.optimistic`); drafted if its K's point is
-        unmeasured and it promises EXPLORE_GAIN over the current choice."""
+        unmeasured, or stored but doubtful (`CostCurve.doubtful`), and it promises EXPLORE_GAIN
+        over the current choice."""
         self._explore_rounds += 1
         if self._explore_rounds % EXPLORE_EVERY:
             return None
         found = self._best(self.curve.optimistic(), free_drafts, k_max, free_only=True)
-        if found is None or found[2] + 1 in self.curve.measured():
+        if found is None or (found[2] + 1 in self.curve.measured()
+                             and not self.curve.doubtful(found[2] + 1)):
             return None
         floor = max(self.min_speedup, EXPLORE_GAIN * (current[0] if current else 1.0))
         if found[0] < floor:

@@ -6,7 +6,17 @@ rounds measure. Unmeasured points are estimated from measured ones. Two rules ke
 measured on a busy machine from sticking:
 - physics: a batch of n tokens never costs more than n single steps (plus a margin: timing
   noise), so a point above that is contention, not cost, and is ignored;
-- monotonicity with slack: a batch costs at least MONOTONE_SLACK of any smaller batch.
+- monotonicity with slack: a batch costs at least MONOTONE_SLACK of any smaller batch;
+and a point stored by an earlier run is not taken on trust for ever:
+- other work on the machine only ever makes a batch slower, so a first measurement this run
+  below the stored value replaces it (one busy round stored by an earlier run is forgotten at
+  once), where one above it is averaged in;
+- a stored point above the straight line through the two measured points below it (by
+  DOUBT_MARGIN) is `doubtful`: on a CPU a batch's cost per token falls with its size, so such a
+  point is more likely a busy round than the machine. The optimistic curve auto explores against
+  leaves it out, so auto drafts at that size once and measures it again, instead of that one
+  point capping K until the next version.
+`estimate` runs every round: it is one pass over the points, and kept until a point changes.
 """
 
 from __future__ import annotations
@@ -17,6 +27,7 @@ CURVE_POINTS = 65  # batches of 1..65 tokens: K up to 64 (long copied spans need
 PHYSICS_MARGIN = 0.25  # a batch of n may cost up to n * (1 + margin) single steps
 MONOTONE_SLACK = 0.9
 MIN_SLOPE = 0.02  # extrapolation adds at least this many single steps per extra token
+DOUBT_MARGIN = 0.1  # a stored point this far above the line through the two below is doubtful
 
 
 def prior_ratio(n: int) -> float:
@@ -55,6 +66,8 @@ class CostCurve:
         self.stored = self.seconds[0] is not None
         self.dropped = sum(1 for i, s in enumerate(values) if isinstance(s, (int, float))
                            and self.seconds[i] is None)
+        self._from_store = [s is not None for s in self.seconds]
+        self._estimate: tuple[float, ...] | None = None
 
     def observe(self, n: int, seconds: float) -> None:
         if not 1 <= n <= self.points or not plausible(n, seconds, self.seconds[0]):
@@ -63,8 +76,9 @@ class CostCurve:
         self.counts[i] += 1
         self._sums[i] += seconds
         old = self.seconds[i]
-        if old is None:
-            self.seconds[i] = seconds
+        self._estimate = None
+        if old is None or (self.counts[i] == 1 and self._from_store[i] and seconds < old):
+            self.seconds[i] = seconds  # contention only slows a batch: the lower one is it
         else:
             start = 2 if self.stored else 1  # a stored value weighs as one observation
             w = max(1.0 / (self.counts[i] + start - 1), self.MIN_WEIGHT)
@@ -82,10 +96,29 @@ class CostCurve:
             out.pop()
         return out
 
+    def doubtful(self, n: int) -> bool:
+        """Whether batch size n's cost is a stored one, not measured this run, that lies above
+        the line through the two measured points below it by more than DOUBT_MARGIN."""
+        i = n - 1
+        if not (0 <= i < self.points and self._from_store[i] and not self.counts[i]):
+            return False
+        below = [(m + 1, s) for m, s in enumerate(self.seconds[:i]) if s is not None][-2:]
+        if len(below) < 2:
+            return False
+        (m0, s0), (m1, s1) = below
+        line = s1 + (s1 - s0) / (m1 - m0) * (n - m1)
+        return self.seconds[i] > line * (1 + DOUBT_MARGIN)  # type: ignore[operator]
+
     def optimistic(self) -> tuple[float, ...]:
         """The curve if batches larger than any ever measured were nearly free (flat past the
-        largest measured batch, as on a GPU): the bound auto explores against, never the
-        estimate it decides with."""
+        largest measured batch, as on a GPU), and without its doubtful points: the bound auto
+        explores against, never the estimate it decides with."""
+        doubtful = [n for n in self.measured() if self.doubtful(n)]
+        if doubtful:
+            trusted = CostCurve(points=self.points)
+            trusted.seconds = [None if i + 1 in doubtful else s
+                               for i, s in enumerate(self.seconds)]
+            return trusted.optimistic()
         out = list(self.estimate())
         top = max([*self.measured(), 1])
         single = self.seconds[0] or 1.0
@@ -102,28 +135,39 @@ class CostCurve:
         once extrapolated to 17 tokens at 4.3, where they cost 11). Then monotone with
         slack: timings on a busy 2-core machine are noisy, and a
         batch of 4 that once measured cheaper than a batch of 3 must not talk auto into
-        drafting. (Real dips, like llama.cpp's 16 against 12, are smaller than that slack.)"""
+        drafting. (Real dips, like llama.cpp's 16 against 12, are smaller than that slack.)
+        One pass over the points, kept until one changes (this runs every round)."""
+        if self._estimate is None:
+            self._estimate = self._compute()
+        return self._estimate
+
+    def _compute(self) -> tuple[float, ...]:
         if self.seconds[0] is None:
             return tuple(prior_ratio(n) for n in range(1, self.points + 1))  # in units of one
         single = self.seconds[0]
         known = [(i + 1, s) for i, s in enumerate(self.seconds) if s is not None]
+        last_m, last_s = known[-1]
+        slope = max((last_s - single) / (last_m - 1), MIN_SLOPE * single) \
+            if len(known) >= 2 else None
         out: list[float] = []
+        top = 0.0  # the largest value so far
+        j = 0  # known[j] is the largest measured point <= n
         for n in range(1, self.points + 1):
-            below = [(m, s) for m, s in known if m <= n]
-            above = [(m, s) for m, s in known if m > n]
-            m0, s0 = below[-1]
+            while j + 1 < len(known) and known[j + 1][0] <= n:
+                j += 1
+            m0, s0 = known[j]
             if m0 == n:
                 value = s0
-            elif above:
-                m1, s1 = above[0]
+            elif j + 1 < len(known):
+                m1, s1 = known[j + 1]
                 value = s0 + (s1 - s0) * (n - m0) / (m1 - m0)
-            elif len(known) >= 2:
-                mb, sb = known[-1]
-                slope = max((sb - single) / (mb - 1), MIN_SLOPE * single)
-                value = sb + slope * (n - mb)
+            elif slope is not None:
+                value = last_s + slope * (n - last_m)
             else:
                 value = single * prior_ratio(n)
-            out.append(max(value, MONOTONE_SLACK * max(out, default=0.0)))
+            value = max(value, MONOTONE_SLACK * top)
+            top = max(top, value)
+            out.append(value)
         return tuple(out)
 
     def measured(self) -> dict[int, float]:
