@@ -32,6 +32,7 @@ from .core.drafter import Drafter
 from .core.prompt import encode_prompt
 from .core.sampling import SamplingConfig
 from .core.stats import DecodeStats
+from .drafters.copy import CopyDrafter
 from .drafters.model import DEFAULT_DRAFT_P_MIN
 from .drafters.ngram import DEFAULT_NGRAM_MAX, DEFAULT_NGRAM_MIN, NgramDrafter
 from .drafters.suffix import SuffixCache, SuffixConfig, SuffixDrafter, load_store, save_store
@@ -144,6 +145,9 @@ class Pair:
             # bench/repeated_task.jsonl: MEASUREMENTS.md)
             free.append(self.lookup("suffix", tree=call.tree))
             free.append(self.lookup("ngram"))
+            # and the long-copy lookup: a repeat of a dozen tokens or more, followed for as long
+            # as the text goes on copying it (up to K = 64), cut where copies part
+            free.append(CopyDrafter())
             for s in self.resolver.auto_drafts():
                 option = self.resolver.option(s, sampling=sampling, rng=rng, p_min=o.draft_p_min)
                 models.append(replace(option, load=_noting(option.load, used, s)))

@@ -37,11 +37,11 @@ def unpredictable(n, seed=1):
     return [int(t) for t in np.random.default_rng(seed).integers(0, V - 1, size=n)]
 
 
-def decode(target, drafter, prompt, max_tokens, clock):
+def decode(target, drafter, prompt, max_tokens, clock, k=16):
     stats = DecodeStats()
     out = []
     for step in decode_steps(target, drafter, prompt, rng=np.random.default_rng(0), clock=clock,
-                             config=DecodeConfig(max_tokens=max_tokens, draft_tokens=16)):
+                             config=DecodeConfig(max_tokens=max_tokens, draft_tokens=k)):
         stats.add(step)
         out += step.tokens
     return out, stats

@@ -58,30 +58,49 @@ class Acceptance:
     reached: list[float]
     accepted: list[float]
     observed: int = 0  # positions judged at least once (a measured prior counts)
+    # one rate for every position (Drafter.memoryless): counts are kept in position 0
+    pooled: bool = False
 
     @classmethod
-    def prior(cls, alphas: Sequence[float], max_k: int, *, observed: int) -> Acceptance:
+    def prior(cls, alphas: Sequence[float], max_k: int, *, observed: int,
+              pooled: bool = False) -> Acceptance:
         fill = sum(alphas) / len(alphas) if alphas else DEFAULT_PRIOR_ALPHA
         full = [alphas[i] if i < len(alphas) else fill for i in range(max_k)]
-        return cls([PRIOR_ROUNDS] * max_k, [PRIOR_ROUNDS * a for a in full], observed)
+        if pooled:
+            full = [fill] * max_k
+        return cls([PRIOR_ROUNDS] * max_k, [PRIOR_ROUNDS * a for a in full], observed, pooled)
 
     @property
     def alphas(self) -> list[float]:
         """Per-position conditional acceptance. Position i > 0 carries one pseudo-observation
         at position i-1's estimate, so positions not drafted lately follow their neighbour
-        instead of keeping a stale value."""
+        instead of keeping a stale value. Pooled: the one rate at every position."""
+        if self.pooled:
+            r = self.reached[0] if self.reached else 0.0
+            rate = self.accepted[0] / r if r > 1e-6 else 0.0
+            return [rate] * len(self.reached)
         out: list[float] = []
         for a, r in zip(self.accepted, self.reached):
             out.append((a + out[-1]) / (r + 1) if out else (a / r if r > 1e-6 else 0.0))
         return out
 
-    def learn(self, n_judged: int, n_accepted: int) -> None:
-        """One round judged positions 0..n_judged-1 and accepted the first n_accepted."""
-        if n_judged <= 0:
+    def learn(self, n_judged: int, n_accepted: int, *, start: int = 0) -> None:
+        """One round judged positions 0..n_judged-1 and accepted the first n_accepted. With
+        `start`, positions before it were already learned (a shadow proposal credited while
+        the text went on matching it): only the rest are counted, and the decay is not
+        applied again."""
+        if n_judged <= start:
             return
-        self.reached = [r * DECAY for r in self.reached]
-        self.accepted = [a * DECAY for a in self.accepted]
-        for i in range(min(n_judged, len(self.reached))):
+        if not start:
+            self.reached = [r * DECAY for r in self.reached]
+            self.accepted = [a * DECAY for a in self.accepted]
+        if self.pooled and self.reached:
+            judged = min(n_judged, len(self.reached)) - start
+            self.reached[0] += judged
+            self.accepted[0] += max(0, min(n_accepted, n_judged) - start)
+            self.observed = max(self.observed, min(n_judged, len(self.reached)))
+            return
+        for i in range(start, min(n_judged, len(self.reached))):
             self.reached[i] += 1
             self.accepted[i] += i < n_accepted
         self.observed = max(self.observed, min(n_judged, len(self.reached)))
@@ -111,7 +130,8 @@ class Candidate:
     def with_prior(cls, drafter: Drafter, *, free: bool, prior: Sequence[float], max_k: int,
                    seconds_per_token: float = 0.0,
                    kind_priors: dict[str, list[float]] | None = None) -> Candidate:
-        return cls(drafter, free, Acceptance.prior(prior, max_k, observed=len(prior)),
+        return cls(drafter, free, Acceptance.prior(prior, max_k, observed=len(prior),
+                                                   pooled=drafter.memoryless),
                    seconds_per_token, max_k, kind_priors=dict(kind_priors or {}))
 
     @property
@@ -128,14 +148,19 @@ class Candidate:
         if kind not in self.by_kind:  # a kind starts from what earlier runs stored for it, or
             # from the conservative default: a kind never seen (a 2-token match in text that
             # stopped repeating) must prove itself, in shadow, before it drafts
+            # a memoryless drafter's kinds refine one rate (a copy's match length): a new kind
+            # starts from the drafter's own rate, learned over all of them
             prior = self.kind_priors.get(kind, [])
-            self.by_kind[kind] = Acceptance.prior(prior, self.max_k, observed=len(prior))
+            if not prior and self.drafter.memoryless and self.acceptance.observed:
+                prior = self.acceptance.alphas[:1]
+            self.by_kind[kind] = Acceptance.prior(prior, self.max_k, observed=len(prior),
+                                                  pooled=self.drafter.memoryless)
         return self.by_kind[kind]
 
-    def learn(self, n_judged: int, n_accepted: int, kind: str = "") -> None:
-        self.acceptance.learn(n_judged, n_accepted)
+    def learn(self, n_judged: int, n_accepted: int, kind: str = "", *, start: int = 0) -> None:
+        self.acceptance.learn(n_judged, n_accepted, start=start)
         if kind:
-            self.of_kind(kind).learn(n_judged, n_accepted)
+            self.of_kind(kind).learn(n_judged, n_accepted, start=start)
 
 
 class AdaptiveDrafter(Drafter):
@@ -149,7 +174,8 @@ class AdaptiveDrafter(Drafter):
         self.chosen: list[tuple[str, int]] = []  # (drafter, K) each round; ("plain", 0)
         self._used: Candidate | None = None  # the drafter of the round in flight
         self._used_kind = ""
-        self._shadow: list[tuple[Candidate, int, Draft]] = []  # (who, start, proposal)
+        # (who, where it starts, proposal, positions already credited)
+        self._shadow: list[tuple[Candidate, int, Draft, int]] = []
         self._plain_rounds = 0
         self._last: Candidate | None = None  # who drafted the previous round
         self._explore_rounds = 0
@@ -204,17 +230,22 @@ class AdaptiveDrafter(Drafter):
         """Free proposals are judged against what the target produced after them: in greedy
         decoding that is exactly what verification would have accepted; in sampled decoding,
         accepting while the target's own sample agrees is how a q-free draft is verified, so the
-        match has the same distribution."""
+        match has the same distribution.
+        A proposal the text is still matching is credited with the positions matched so far
+        each round, not only once decided: a 64-token copy would otherwise teach nothing for
+        64 rounds, all of them plain.
+        """
         pending = []
-        for who, start, draft in self._shadow:
+        for who, start, draft, credited in self._shadow:
             proposal, produced = draft.tokens, context[start:]
-            n = 0
+            n = credited  # the first `credited` tokens matched already
             while n < len(proposal) and n < len(produced) and proposal[n] == produced[n]:
                 n += 1
-            if n < len(proposal) and n == len(produced):
-                pending.append((who, start, draft))  # not decided yet: wait for more text
+            if n < len(proposal) and n == len(produced):  # not decided yet: credit the matches
+                who.learn(n, n, draft.kind, start=credited)
+                pending.append((who, start, draft, n))
                 continue
-            who.learn(min(n + 1, len(proposal)), n, draft.kind)
+            who.learn(min(n + 1, len(proposal)), n, draft.kind, start=credited)
         self._shadow = pending
 
     # -- choosing -------------------------------------------------------------------------
@@ -251,7 +282,7 @@ class AdaptiveDrafter(Drafter):
                 draft = cand.drafter.propose(context, k_max)
                 free_drafts[id(cand)] = draft
                 if draft.tokens and len(self._shadow) < SHADOW_PENDING:
-                    self._shadow.append((cand, len(context), draft))
+                    self._shadow.append((cand, len(context), draft, 0))
         if not self.curve.known:  # the first round measures a plain step
             return self._plain(count=False)
         best = self._best(self.curve.estimate(), free_drafts, k_max)

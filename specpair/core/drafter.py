@@ -46,6 +46,11 @@ class Drafter(Protocol):
     sync_seconds: float = 0.0
     # seconds spent translating between vocabularies so far (text-level drafts)
     translate_seconds: float = 0.0
+    # its proposals go on being accepted with one probability per token, wherever they are
+    # (a copy: each next token continues the copy as likely as the last): auto then learns one
+    # rate for every position from every judged token, so position 40 is known as soon as
+    # position 4 is, instead of after 40 tokens of text
+    memoryless: bool = False
 
     def propose(self, context: Sequence[int], k: int) -> Draft:
         """Up to k tokens likely to follow `context` (all tokens so far, prompt included)."""
@@ -82,6 +87,10 @@ class DrafterWrapper(Drafter):
     @property  # type: ignore[override]
     def translate_seconds(self) -> float:
         return self.inner.translate_seconds
+
+    @property  # type: ignore[override]
+    def memoryless(self) -> bool:
+        return self.inner.memoryless
 
     def begin(self, prompt: Sequence[int]) -> None:
         self.inner.begin(prompt)

@@ -3,6 +3,8 @@
 
 model.py          a small language model whose tokenizer lines up with the target's
 ngram.py          prompt lookup: what followed the longest recent n-gram match
+copy.py           long copies: a repeat of a dozen tokens or more, followed up to K = 64
+suffix.py         suffix decoding: per-request and global suffix trees (suffix_tree.py)
 remapped.py       a model draft whose vocabulary has the target's strings under other ids
 crossvocab.py     a model draft with another tokenizer, through text (and TLI for sampling)
 system_prompt.py  a model draft that reads a system prompt of its own (specpair steer)

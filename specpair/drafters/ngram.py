@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numpy as np
-
 from ..core.drafter import Draft, Drafter
 from ..errors import InvalidOption
 
@@ -20,6 +18,11 @@ class NgramDrafter(Drafter):
 
     Proposals carry no probabilities (`q=None`): greedy verification checks them by match, and
     sampled verification treats q as one-hot, which keeps sampling exact.
+
+    Each n-gram's occurrences are indexed as the context grows (a dict per n, positions in
+    order), so a round costs the new tokens and a few lookups: the scan it replaced cost 1.5 ms
+    a round on a 4k-token prompt and 3.7 ms on 16k (2-5% of a 1.5B target's step on 2 cores,
+    paid on every round auto asks it, plain ones included).
     """
 
     name = "ngram"
@@ -29,42 +32,52 @@ class NgramDrafter(Drafter):
             raise InvalidOption(f"n-gram sizes must satisfy 1 <= {{ngram_min}} <= "
                                 f"{{ngram_max}}, got {n_min}..{n_max}")
         self.n_min, self.n_max = n_min, n_max
-        self._buf = np.zeros(0, dtype=np.int64)  # the context so far, grown as it grows
-        self._n: int | None = None  # tokens of the context in _buf; None: no begin() called
+        self._generation = False  # begin() called: each context extends the last
+        self._reset()
+
+    def _reset(self) -> None:
+        self._tokens: list[int] = []
+        # n -> n-gram -> the starts of its occurrences that are followed by a token, in order
+        self._index: dict[int, dict[tuple[int, ...], list[int]]] = {
+            n: {} for n in range(self.n_min, self.n_max + 1)}
 
     def begin(self, prompt: Sequence[int]) -> None:
-        self._n = 0  # within a generation each context extends the last (core/drafter.py)
+        self._reset()  # within a generation each context extends the last (core/drafter.py)
+        self._generation = True
 
-    def _array(self, context: Sequence[int]) -> np.ndarray:
-        if self._n is None:  # called outside a generation: no history to extend
-            return np.asarray(context, dtype=np.int64)
-        n = len(context)
-        if n < self._n:
-            self._n = 0
-        if n > self._buf.size:
-            grown = np.zeros(max(2 * self._buf.size, n, 256), dtype=np.int64)
-            grown[: self._n] = self._buf[: self._n]
-            self._buf = grown
-        self._buf[self._n:n] = context[self._n:n]
-        self._n = n
-        return self._buf[:n]
+    def _sync(self, context: Sequence[int]) -> list[int]:
+        known, n = len(self._tokens), len(context)
+        if not self._generation or n < known or (known and context[known - 1] != self._tokens[-1]):
+            self._reset()  # not an extension of the last context: start over
+            known = 0
+        t = self._tokens
+        t.extend(int(x) for x in context[known:n])
+        # the window ending at e (tokens e-m..e-1) counts once a token follows it (e < n)
+        for e in range(max(known - 1, 0), n - 1):
+            end = e + 1
+            for m, index in self._index.items():
+                if end >= m:
+                    index.setdefault(tuple(t[end - m:end]), []).append(end - m)
+        return t
 
     def propose(self, context: Sequence[int], k: int) -> Draft:
-        tokens = self._array(context)
-        for n in range(min(self.n_max, len(tokens) - 1), self.n_min - 1, -1):
-            pattern = tokens[-n:]
-            # every earlier window of n tokens that is followed by at least one token
-            windows = np.lib.stride_tricks.sliding_window_view(tokens[:-1], n)
-            hits = np.flatnonzero((windows == pattern).all(axis=1))
-            if hits.size:
+        tokens = self._sync(context)
+        size = len(tokens)
+        for n in range(min(self.n_max, size - 1), self.n_min - 1, -1):
+            hits = self._index[n].get(tuple(tokens[size - n:]))
+            if hits:
                 # the most recent match that is followed by k tokens; else the most recent one
-                full = hits[hits + n + k <= len(tokens)]
-                start = int(full[-1] if full.size else hits[-1]) + n
+                start = hits[-1]
+                for s in reversed(hits):
+                    if s + n + k <= size:
+                        start = s
+                        break
+                start += n
                 # a long match predicts far better than a 2-token one (which random text
                 # produces by chance): the kind says which, and an 8-token match (a copy under
                 # way) is a kind of its own: auto learns to draft long there
                 kind = str(n) if n < 4 else "4-7" if n < 8 else "8+"
-                return Draft(tokens[start : start + k].tolist(), kind=f"match {kind}")
+                return Draft(tokens[start : start + k], kind=f"match {kind}")
         return Draft([])
 
     def close(self) -> None:

@@ -46,9 +46,10 @@ def _parse(lines: list[str], source: str) -> list[Prompt]:
                             for m in row["messages"]]
                 if not messages:
                     raise ValueError("no messages")
-                prompts.append(Prompt(messages, True))
+                prompts.append(Prompt(messages, True, str(row.get("category", ""))))
             else:
-                prompts.append(Prompt(str(row["prompt"]), bool(row.get("chat", True))))
+                prompts.append(Prompt(str(row["prompt"]), bool(row.get("chat", True)),
+                                      str(row.get("category", ""))))
         except (ValueError, KeyError, TypeError):
             raise InvalidOption(f'{source}:{n}: each line must be a JSON object with a "prompt" '
                                 'string (and optionally "chat": true/false), or "messages": '
