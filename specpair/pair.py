@@ -32,7 +32,7 @@ from .core.drafter import Drafter
 from .core.prompt import encode_prompt
 from .core.sampling import SamplingConfig
 from .core.stats import DecodeStats
-from .drafters.copy import CopyDrafter
+from .drafters.copy import MAX_FACTOR, CopyDrafter
 from .drafters.model import DEFAULT_DRAFT_P_MIN
 from .drafters.ngram import DEFAULT_NGRAM_MAX, DEFAULT_NGRAM_MIN, NgramDrafter
 from .drafters.suffix import SuffixCache, SuffixConfig, SuffixDrafter, load_store, save_store
@@ -104,12 +104,14 @@ class Pair:
         return call
 
     # -- drafters ---------------------------------------------------------------------------
-    def lookup(self, name: str, *, tree: str | None = None) -> Drafter:
-        """A lookup drafter: `ngram`, or `suffix` reading the global suffix tree of partition
-        `tree` ("": everyone's; None: no global tree, the request alone)."""
+    def lookup(self, name: str, *, tree: str | None = None,
+               max_factor: float | None = None) -> Drafter:
+        """A lookup drafter: `ngram` (at most `max_factor` times its match), or `suffix`
+        reading the global suffix tree of partition `tree` ("": everyone's; None: no global
+        tree, the request alone)."""
         o = self.options
         if name == "ngram":
-            return NgramDrafter(n_min=o.ngram_min, n_max=o.ngram_max)
+            return NgramDrafter(n_min=o.ngram_min, n_max=o.ngram_max, max_factor=max_factor)
         return SuffixDrafter(None if tree is None else self.suffix_cache(tree), o.suffix)
 
     def model_drafter(self, spec: str, *, sampling: SamplingConfig,
@@ -144,7 +146,7 @@ class Pair:
             # (24): in a long copy the n-gram lookup proposes 64 tokens (measured on
             # bench/repeated_task.jsonl: MEASUREMENTS.md)
             free.append(self.lookup("suffix", tree=call.tree))
-            free.append(self.lookup("ngram"))
+            free.append(self.lookup("ngram", max_factor=MAX_FACTOR))
             # and the long-copy lookup: a repeat of a dozen tokens or more, followed for as long
             # as the text goes on copying it (up to K = 64), cut where copies part
             free.append(CopyDrafter())

@@ -19,8 +19,11 @@ def test_a_long_repeat_is_proposed_at_the_full_k_asked():
     draft = drafter.propose(context, 64)
     assert draft.tokens == source[40:104]  # 64 tokens, the source's own continuation
     assert draft.kind == "copy 32-63"  # the 40-token match
-    # past the suffix tree's depth (24): as far as the text after the source goes
-    assert drafter.propose(context, 500).tokens == context[40:]
+    # past the suffix tree's depth (24), up to twice the match: a copy earns its K
+    assert drafter.propose(context, 500).tokens == context[40:120]
+    short = source + random_text(10, seed=1) + source[:14]
+    drafter.begin(short)
+    assert drafter.propose(short, 64).tokens == source[14:42]
 
 
 def test_short_or_absent_repeats_propose_nothing():
@@ -45,13 +48,13 @@ def test_a_copy_stops_where_its_source_and_the_output_part():
     first = drafter.propose(context, 64)
     assert first.tokens == body[60:124]  # nothing learned yet: the whole copy, OLD included
     # the target wrote the copy up to 100, then NEW where the source had OLD
-    context = context + body[60:100] + [NEW] + body[101:130]
+    context = context + body[60:100] + [NEW] + body[101:160]
     second = drafter.propose(context, 80)
-    assert second.tokens == body[130:200]  # stops right before the next OLD, at 200
+    assert second.tokens == body[160:200]  # stops right before the next OLD, at 200
     # where the output then keeps OLD (the copy would have gone on), copies through OLD are
     # trusted again
-    context = context + body[130:200] + [OLD] + body[201:230]
-    assert drafter.propose(context, 80).tokens == body[230:310]
+    context = context + body[160:200] + [OLD] + body[201:260]
+    assert drafter.propose(context, 80).tokens == body[260:340]
 
 
 def test_a_rounds_work_grows_with_the_new_tokens_not_with_the_context():

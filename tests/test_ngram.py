@@ -68,3 +68,9 @@ def test_ngram_with_sampling_runs():
                               config=DecodeConfig(max_tokens=30, sampling=sampling),
                               rng=np.random.default_rng(0)))
     assert sum(len(s.tokens) for s in steps) == 30
+
+
+def test_max_factor_caps_a_proposal_at_a_multiple_of_its_match():
+    history = [1, 2, 3, 4, 5, 6, 7, 8, 1, 2]
+    assert NgramDrafter(n_min=2, n_max=2).propose(history, 10).tokens == [3, 4, 5, 6, 7, 8, 1, 2]
+    assert NgramDrafter(n_min=2, n_max=2, max_factor=2).propose(history, 10).tokens == [3, 4, 5, 6]

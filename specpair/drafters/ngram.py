@@ -27,11 +27,14 @@ class NgramDrafter(Drafter):
 
     name = "ngram"
 
-    def __init__(self, *, n_min: int = DEFAULT_NGRAM_MIN, n_max: int = DEFAULT_NGRAM_MAX) -> None:
+    def __init__(self, *, n_min: int = DEFAULT_NGRAM_MIN, n_max: int = DEFAULT_NGRAM_MAX,
+                 max_factor: float | None = None) -> None:
+        """`max_factor`: propose at most this many times the matched tokens (None: up to k).
+        auto sets it: its copy lookup (copy.py) drafts long copies, which earn their K."""
         if not 1 <= n_min <= n_max:
             raise InvalidOption(f"n-gram sizes must satisfy 1 <= {{ngram_min}} <= "
                                 f"{{ngram_max}}, got {n_min}..{n_max}")
-        self.n_min, self.n_max = n_min, n_max
+        self.n_min, self.n_max, self.max_factor = n_min, n_max, max_factor
         self._generation = False  # begin() called: each context extends the last
         self._reset()
 
@@ -73,6 +76,8 @@ class NgramDrafter(Drafter):
                         start = s
                         break
                 start += n
+                if self.max_factor is not None:
+                    k = min(k, max(1, int(self.max_factor * n)))
                 # a long match predicts far better than a 2-token one (which random text
                 # produces by chance): the kind says which, and an 8-token match (a copy under
                 # way) is a kind of its own: auto learns to draft long there
