@@ -98,3 +98,38 @@ def test_auto_drafts_a_long_copy_at_long_k_where_the_curve_pays():
     _, plain = decode(ScriptBackend(script, vocab=50, clock=plain_clock, cost=EPYC), None,
                       script[:901], 880, plain_clock)
     assert stats.decode_seconds < plain.decode_seconds / 1.5
+
+
+def test_reading_a_long_prompt_is_bounded_and_booked_as_setup_not_as_a_rounds_drafting():
+    """The lookups read the prompt when the generation begins: the first round no longer pays
+    for building the suffix tree over a 16k-token prompt (1.1 s here), and that work is setup
+    in the statistics. The request's suffix tree holds the prompt's last 4096 tokens."""
+    from specpair.core.decode import DecodeConfig, decode_steps
+    from specpair.core.drafter import Draft, Drafter
+    from specpair.core.stats import DecodeStats
+    from specpair.drafters.suffix import MAX_PROMPT_TOKENS, SuffixDrafter
+
+    from .toy import FakeClock, ScriptBackend
+
+    clock = FakeClock()
+
+    class Reader(Drafter):
+        name = "reader"
+
+        def begin(self, prompt):
+            clock.now += 1.0  # reading the prompt takes a simulated second
+
+        def propose(self, context, k):
+            return Draft([])
+
+    script = random_text(300, seed=6, vocab=49)
+    stats = DecodeStats()
+    steps = list(decode_steps(ScriptBackend(script, vocab=50, clock=clock, cost=lambda n: 0.1),
+                              Reader(), script[:100], config=DecodeConfig(max_tokens=5),
+                              rng=np.random.default_rng(0), clock=clock))
+    for step in steps:
+        stats.add(step)
+    assert stats.setup_seconds == 1.0 and steps[0].draft_seconds == 0.0
+    suffix = SuffixDrafter()
+    suffix.begin(random_text(16_000, seed=7))
+    assert suffix._local.tokens == MAX_PROMPT_TOKENS

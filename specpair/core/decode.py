@@ -90,8 +90,11 @@ def decode_steps(
         target.rewind(0)
     target.synchronize()
     prefill_seconds = clock() - t0
+    # the drafter reads the prompt here (lookups index it): setup, booked apart from rounds
+    t0 = clock()
     if drafter is not None:
         drafter.begin(prompt)
+    setup_seconds = clock() - t0
 
     n_new = 0
     draft_note: str | None = None
@@ -145,6 +148,7 @@ def decode_steps(
                 verify_seconds=t_verified - t_evaluated,
                 seconds=clock() - t_start,
                 prefill_seconds=prefill_seconds,
+                setup_seconds=setup_seconds,
                 cached_tokens=cached,
                 finish=finish,
                 note=draft_note,
@@ -153,12 +157,12 @@ def decode_steps(
             if drafter is not None:
                 drafter.observe(step)
             yield step
-            prefill_seconds, cached = 0.0, 0
+            prefill_seconds, setup_seconds, cached = 0.0, 0.0, 0
             if finish:
                 return
         yield Step(tokens=[], n_drafted=0, n_accepted=0, draft_seconds=0.0, target_seconds=0.0,
-                   seconds=0.0, prefill_seconds=prefill_seconds, cached_tokens=cached,
-                   finish=finish)
+                   seconds=0.0, prefill_seconds=prefill_seconds, setup_seconds=setup_seconds,
+                   cached_tokens=cached, finish=finish)
     finally:
         # Interrupted inside a round (Ctrl-C during eval): drop whatever it added.
         if target.n_past > len(committed) - 1:

@@ -25,6 +25,8 @@ class Step:
     seconds: float  # wall time of the whole round, verification and bookkeeping included
     verify_seconds: float = 0.0  # accepting or rejecting the draft (sampling included)
     prefill_seconds: float = 0.0  # only on the first step: evaluating the prompt
+    # only on the first step: the drafter reading the prompt (its lookups' indexes and trees)
+    setup_seconds: float = 0.0
     cached_tokens: int = 0  # only on the first step: prompt tokens the cache already held
     finish: str | None = None  # set on the last step: "eos", "max_tokens" or "context"
     note: str | None = None  # something the user should know (drafting stopped, and why)
@@ -90,6 +92,7 @@ class DecodeStats:
             self.reached_at[i] += 1
             self.accepted_at[i] += i < step.n_accepted
         self.prefill_seconds += step.prefill_seconds
+        self.setup_seconds += step.setup_seconds
         self.decode_seconds += step.seconds
         self.draft_seconds += step.draft_seconds
         self.target_seconds += step.target_seconds

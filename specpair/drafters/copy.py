@@ -71,6 +71,7 @@ class CopyDrafter(Drafter):
 
     def begin(self, prompt: Sequence[int]) -> None:
         self._reset()
+        self._sync(prompt)  # the prompt is indexed here, booked as setup (core/decode.py)
 
     def _reset(self) -> None:
         self._tokens, self._index, self._indexed = [], {}, 0

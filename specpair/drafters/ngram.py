@@ -47,6 +47,7 @@ class NgramDrafter(Drafter):
     def begin(self, prompt: Sequence[int]) -> None:
         self._reset()  # within a generation each context extends the last (core/drafter.py)
         self._generation = True
+        self._sync(prompt)  # the prompt is indexed here, booked as setup (core/decode.py)
 
     def _sync(self, context: Sequence[int]) -> list[int]:
         known, n = len(self._tokens), len(context)

@@ -40,6 +40,7 @@ DEFAULT_MIN_TOKEN_PROB = 0.1
 # so 20,000 tokens hold ~50 MB; depth x tokens nodes is the bound (~70 MB)
 DEFAULT_MAX_CACHED_TOKENS = 20_000
 STORE_FORMAT = 1
+MAX_PROMPT_TOKENS = 4096  # of a prompt, what the request's own tree is built over
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -163,12 +164,19 @@ class SuffixDrafter(Drafter):
         self._n = 0
         if self.cache is not None:
             self._global = Matcher(self.cache.tree)
+        self._follow(prompt)  # the prompt is read here, booked as setup (core/decode.py)
 
     def _follow(self, context: Sequence[int]) -> None:
         if len(context) < self._n:  # not an extension (no begin() was called): start over
             self.begin(context)
         new = context[self._n:]
-        self._local.extend(0, new)
+        if not self._n and len(new) > MAX_PROMPT_TOKENS:
+            # the request's tree holds the prompt's last MAX_PROMPT_TOKENS only: building it
+            # costs O(depth) a token (1.1 s for a 16k-token prompt here); a long copy from
+            # further back is the copy lookup's (copy.py), which indexes it all in ~30 ms
+            self._local.extend(0, new[-MAX_PROMPT_TOKENS:])
+        else:
+            self._local.extend(0, new)
         if self._global is not None:
             self._global.feed(new)
         self._n = len(context)

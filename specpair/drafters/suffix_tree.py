@@ -193,7 +193,9 @@ class Matcher:
     def feed(self, tokens: Sequence[int]) -> list[int]:
         tree = self.tree
         self._tail = (self._tail + list(tokens))[-tree.depth:]
-        if tree.version != self._version:
+        if tree.version != self._version or len(tokens) > tree.depth:
+            # the matched nodes depend on the last `depth` tokens only: a long prompt is
+            # matched over its tail, not token by token from its start
             self._version = tree.version
             self.nodes = []
             tokens = self._tail
