@@ -4,7 +4,6 @@ decode loop's exactness with its q-free proposals, and the persisted store."""
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from collections import Counter
@@ -23,6 +22,7 @@ from specpair.drafters.suffix import (
     SuffixConfig,
     SuffixDrafter,
     load_store,
+    read_store,
     save_store,
     speculate,
 )
@@ -255,7 +255,7 @@ def test_store_round_trip_truncation_and_another_tokenizer(tmp_path, capsys):
     cache = load_store(path, Vocab(50), config)
     assert cache.stats()["tokens"] == 0 and "corrupt or truncated" in capsys.readouterr().err
     save_store(path, Vocab(50), [[7, 8, 9]], config)  # rebuilt
-    assert json.loads(path.read_text())["sequences"] == [[7, 8, 9]]
+    assert read_store(path, Vocab(50)) == [[7, 8, 9]]
     with pytest.raises(SpecpairError, match="another tokenizer"):
         load_store(path, Vocab(50, salt="x"), config)
 
@@ -272,5 +272,32 @@ def test_two_writers_lose_nothing(tmp_path):
         "SuffixConfig())\n")
     procs = [subprocess.Popen([sys.executable, "-c", script, str(w)]) for w in (1, 2)]
     assert all(p.wait(timeout=120) == 0 for p in procs)
-    sequences = json.loads(path.read_text())["sequences"]
+    sequences = read_store(path, Vocab(50))
     assert sorted(map(tuple, sequences)) == sorted((w, i) for w in (1, 2) for i in range(20))
+
+
+def test_saving_and_loading_the_store_works_in_proportion_to_what_changed(tmp_path, monkeypatch):
+    """A save used to rebuild a tree over the whole store (and a load over every stored token,
+    kept or not): an agent calling `generate --suffix-store` paid both each call."""
+    from specpair.drafters import suffix_tree
+
+    touched = []
+    append = suffix_tree.SuffixTree.append
+    monkeypatch.setattr(suffix_tree.SuffixTree, "append",
+                        lambda self, seq, token: touched.append(token) or append(self, seq, token))
+    path = tmp_path / "suffix.json"
+    config = SuffixConfig(max_cached_tokens=1000)
+    for i in range(30):
+        save_store(path, Vocab(50), [[i % 50] * 100], config)
+    assert touched == []  # saving builds no tree
+    sizes = []
+    for _ in range(3):  # a save appends its tokens: the file grows by them, not by the store
+        before = path.stat().st_size
+        save_store(path, Vocab(50), [[1, 2, 3]], config)
+        sizes.append(path.stat().st_size - before)
+    assert all(0 < s < 40 for s in sizes), sizes
+    # the file is compacted to the bounds now and then, never past twice them
+    assert path.stat().st_size <= 2 * 8 * 1000 + 200
+    cache = load_store(path, Vocab(50), config)
+    assert len(touched) == cache.cached_tokens <= 1000  # the tree holds what the bounds keep
+    assert read_store(path, Vocab(50))[-1] == [1, 2, 3]

@@ -39,7 +39,7 @@ DEFAULT_MIN_TOKEN_PROB = 0.1
 # On real text a token adds ~21 nodes at depth 24 (~2.5 KiB: measured on Spec-Bench prompts),
 # so 20,000 tokens hold ~50 MB; depth x tokens nodes is the bound (~70 MB)
 DEFAULT_MAX_CACHED_TOKENS = 20_000
-STORE_FORMAT = 1
+STORE_FORMAT = 2  # JSON lines (1: one JSON document, still read)
 MAX_PROMPT_TOKENS = 4096  # of a prompt, what the request's own tree is built over
 
 
@@ -215,47 +215,129 @@ def tokenizer_fingerprint(backend) -> str:
     return h.hexdigest()[:16]
 
 
-def _read_store(path: Path, fingerprint: str) -> list[list[int]]:
-    """The sequences of a store; a missing one is empty; a corrupt or truncated one is empty
-    with a warning (it is rewritten at the next save); another tokenizer's is refused."""
+def _read_store(path: Path, fingerprint: str) -> list[list[int]] | None:
+    """The sequences of a store, oldest first; a missing one is empty; a corrupt or truncated
+    one is empty with a warning (None: it is rewritten at the next save); another tokenizer's
+    is refused. Format 2 is JSON lines: a header, then one sequence a line (a save appends);
+    format 1, one JSON document, is read too."""
     try:
-        data = json.loads(path.read_text())
+        text = path.read_text()
     except FileNotFoundError:
         return []
-    except (OSError, ValueError):
-        print(f"specpair: warning: suffix store {path} is corrupt or truncated: starting a new "
-              "one", file=sys.stderr)
-        return []
-    if not isinstance(data, dict) or data.get("format") != STORE_FORMAT or not isinstance(
-            data.get("sequences"), list):
+    except (OSError, UnicodeDecodeError):
+        text = ""
+    lines = text.splitlines()
+    try:
+        header = json.loads(lines[0]) if lines else None
+    except ValueError:
+        header = None
+    if isinstance(header, dict) and header.get("format") == 1 and len(lines) == 1:
+        rows: object = header.get("sequences")
+    elif isinstance(header, dict) and header.get("format") == STORE_FORMAT:
+        rows = []
+        for line in lines[1:]:
+            try:
+                rows.append(json.loads(line))  # type: ignore[attr-defined]
+            except ValueError:  # an append cut short: that sequence only
+                continue
+    else:
+        problem = "corrupt or truncated" if not isinstance(header, dict) or "format" not in \
+            header else "not one specpair wrote"
+        print(f"specpair: warning: suffix store {path} is {problem}: starting a new one",
+              file=sys.stderr)
+        return None
+    if not isinstance(rows, list):
         print(f"specpair: warning: suffix store {path} is not one specpair wrote: starting a "
               "new one", file=sys.stderr)
-        return []
-    if data.get("tokenizer") != fingerprint:
+        return None
+    if header.get("tokenizer") != fingerprint:
         raise InvalidOption(f"suffix store {path} was written for another tokenizer: give "
                             "another {suffix_store} path (or delete it)")
-    return [s for s in data["sequences"]
-            if isinstance(s, list) and all(isinstance(t, int) and t >= 0 for t in s)]
+    return [r for r in rows if isinstance(r, list) and all(isinstance(t, int) and t >= 0
+                                                              for t in r)]
+
+
+def newest_within(sequences: Sequence[Sequence[int]], config: SuffixConfig) -> list[list[int]]:
+    """What a SuffixCache fed `sequences` in order would keep (each cut to its last
+    max_cached_tokens, the oldest out first beyond the bounds), without building its tree."""
+    if not (config.max_cached_tokens > 0 and config.max_cached_requests > 0):
+        return []
+    kept: list[list[int]] = []
+    tokens = 0
+    for seq in reversed(sequences):
+        if not seq:
+            continue
+        seq = list(seq)[-config.max_cached_tokens:]
+        if tokens + len(seq) > config.max_cached_tokens or \
+                len(kept) >= config.max_cached_requests:
+            break
+        kept.append(seq)
+        tokens += len(seq)
+    return kept[::-1]
+
+
+def read_store(path: str | os.PathLike, backend) -> list[list[int]]:
+    """The sequences a store file holds, oldest first (a damaged file: none)."""
+    return _read_store(Path(path), tokenizer_fingerprint(backend)) or []
 
 
 def load_store(path: str | os.PathLike, backend, config: SuffixConfig) -> SuffixCache:
-    """A global tree rebuilt from a store file (see `save_store`)."""
+    """A global tree built from a store file (see `save_store`): over the sequences the bounds
+    keep only, so its work is the tokens it keeps, not every token the file holds."""
     cache = SuffixCache(config)
-    for seq in _read_store(Path(path), tokenizer_fingerprint(backend)):
+    for seq in newest_within(read_store(path, backend), config):
         cache.add(seq)
     return cache
 
 
 def save_store(path: str | os.PathLike, backend, new: Sequence[Sequence[int]],
                config: SuffixConfig) -> None:
-    """Append `new` outputs to the store, under a lock: read what other writers added since,
-    merge, keep the newest within the cache's bounds, replace the file atomically."""
+    """Add `new` outputs to the store, under a lock. A save appends them, a line each: its work
+    is the new tokens (it used to rebuild a tree of the whole store to choose what to keep, at
+    the end of every generation). Once the file holds more than COMPACT_FACTOR times what the
+    bounds keep, it is rewritten with what they keep, atomically (amortised: a constant per
+    token saved). A damaged file or another format is rewritten."""
     path = Path(path)
     fingerprint = tokenizer_fingerprint(backend)
     path.parent.mkdir(parents=True, exist_ok=True)
+    rows = [list(map(int, seq)) for seq in new if len(seq)]
+    header = json.dumps({"format": STORE_FORMAT, "tokenizer": fingerprint})
     with locked(path):
-        merged = SuffixCache(config)
-        for seq in [*_read_store(path, fingerprint), *map(list, new)]:
-            merged.add(seq)
-        write_atomic(path, json.dumps({"format": STORE_FORMAT, "tokenizer": fingerprint,
-                                       "sequences": merged.sequences()}))
+        current = _header_ok(path, fingerprint)
+        if current and path.stat().st_size <= COMPACT_FACTOR * _bound_bytes(config):
+            with open(path, "a") as f:
+                f.write("".join(json.dumps(r) + "\n" for r in rows))
+            return
+        old = _read_store(path, fingerprint) or []
+        kept = newest_within([*old, *rows], config)
+        write_atomic(path, header + "\n" + "".join(json.dumps(r) + "\n" for r in kept))
+
+
+COMPACT_FACTOR = 2
+_TOKEN_BYTES = 8  # a token id of up to 6 digits, its comma and space, in a JSON line
+
+
+def _bound_bytes(config: SuffixConfig) -> int:
+    return max(4096, config.max_cached_tokens * _TOKEN_BYTES)
+
+
+def _header_ok(path: Path, fingerprint: str) -> bool:
+    """Whether `path` is a format-2 store of this tokenizer that ends with a whole line (so an
+    append lands on a line of its own); refuses another tokenizer's, as reading does."""
+    try:
+        with open(path, "rb") as f:
+            first = f.readline()
+            f.seek(0, os.SEEK_END)
+            if f.tell() == 0:
+                return False
+            f.seek(-1, os.SEEK_END)
+            whole = f.read(1) == b"\n"
+        header = json.loads(first)
+    except (OSError, ValueError):
+        return False
+    if not isinstance(header, dict) or header.get("format") != STORE_FORMAT:
+        return False
+    if header.get("tokenizer") != fingerprint:
+        raise InvalidOption(f"suffix store {path} was written for another tokenizer: give "
+                            "another {suffix_store} path (or delete it)")
+    return whole
