@@ -2,6 +2,7 @@
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 
@@ -56,6 +57,14 @@ def test_short_bench_report_has_every_field(tmp_path, capsys, target_path, draft
 @pytest.mark.parametrize("suite", BUILTIN_SUITES)
 def test_builtin_suites_load(suite):
     assert len(load_suite(suite)) >= 3
+
+
+def test_the_long_copy_workload_reports_its_three_kinds():
+    """bench/long_copy.jsonl (issue 25's workload): conversations keep their category too."""
+    path = Path(__file__).parent.parent / "bench" / "long_copy.jsonl"
+    prompts = load_suite(str(path))
+    assert {p.category for p in prompts} == {"file-edit", "quote", "repeat-answer"}
+    assert any(isinstance(p.text, list) for p in prompts)
 
 
 def test_bad_suite_and_runs_are_one_line_errors(capsys, tmp_path):
