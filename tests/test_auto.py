@@ -343,3 +343,33 @@ def test_acceptance_stored_per_kind_of_proposal_is_where_the_next_run_starts():
     other = plan(target, "toy", config, free=[NgramDrafter()], kind="chat")
     assert other.drafter.candidates[0].of_kind("match 8+").alphas[0] == \
         pytest.approx(DEFAULT_PRIOR_ALPHA)
+
+
+def test_the_time_auto_spends_deciding_is_its_own_cost_not_the_model_drafts():
+    """A lookup that takes 0.5 s to ask (auto's own work this round) and a model draft at 0.1 s
+    a token: the model's cost per token is learned as 0.1, and the 0.5 s as auto's."""
+    from specpair.core.drafter import Draft, Drafter
+
+    clock = FakeClock()
+
+    class SlowLookup(Drafter):
+        name = "slow lookup"
+
+        def propose(self, context, k):
+            clock.now += 0.5
+            return Draft([])
+
+    script = repetitive(300)
+    model = OracleDrafter(script, vocab=V, clock=clock, cost=0.1, accuracy=1.0)
+    candidates = [Candidate.with_prior(SlowLookup(), free=True, prior=[], max_k=16),
+                  Candidate.with_prior(model, free=False, prior=[0.9] * 8, max_k=16,
+                                       seconds_per_token=0.1)]
+    drafter = AdaptiveDrafter(candidates, CostCurve([GPU(n) for n in range(1, 18)]), max_k=16,
+                              clock=clock)
+    decode(ScriptBackend(script, vocab=V, clock=clock, cost=GPU), drafter, script[:20], 100,
+           clock)
+    paid = candidates[1]
+    assert paid.measured_tokens > 20
+    assert paid.measured_seconds / paid.measured_tokens == pytest.approx(0.1)
+    assert paid.seconds_per_token == pytest.approx(0.1)
+    assert drafter.decide_seconds == pytest.approx(0.5 * drafter.decided_rounds)

@@ -34,7 +34,7 @@ point that physics rules out (a busy run) is dropped, so it counts as unknown ag
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from ..core.drafter import Draft, Drafter
@@ -165,7 +165,8 @@ class Candidate:
 
 class AdaptiveDrafter(Drafter):
     def __init__(self, candidates: Sequence[Candidate], curve: CostCurve, *,
-                 max_k: int, min_speedup: float = MIN_PREDICTED_SPEEDUP) -> None:
+                 max_k: int, min_speedup: float = MIN_PREDICTED_SPEEDUP,
+                 clock: Callable[[], float] = time.perf_counter) -> None:
         self.candidates = list(candidates)
         self.curve = curve
         self.max_k = min(max_k, curve.points - 1)
@@ -181,6 +182,10 @@ class AdaptiveDrafter(Drafter):
         self._explore_rounds = 0
         self.explored = 0  # rounds drafted to re-measure stored curve points
         self.cpu_seconds = self.wall_seconds = 0.0  # process CPU and wall time while decoding
+        self._clock = clock  # the decode loop's (a test's simulated one)
+        self._deciding: float | None = None  # this round's choosing, before a paid draft
+        self.decide_seconds = 0.0  # auto's own work, all rounds: a cost every round pays
+        self.decided_rounds = 0
         self._started: tuple[float, float] | None = None
 
     # -- the generation -------------------------------------------------------------------
@@ -213,8 +218,10 @@ class AdaptiveDrafter(Drafter):
         used.drafted_tokens += step.n_drafted
         if not used.free:
             catch_up = min(used.drafter.sync_seconds, step.draft_seconds)
-            per_token = (step.draft_seconds - catch_up) / step.n_drafted
-            used.measured_seconds += step.draft_seconds - catch_up
+            own = min(self._deciding or 0.0, step.draft_seconds - catch_up)  # auto's, not its
+            drafting = step.draft_seconds - catch_up - own
+            per_token = drafting / step.n_drafted
+            used.measured_seconds += drafting
             used.measured_tokens += step.n_drafted
             used.measured_rounds += 1
             # a mean of the rounds at first (a stored or estimated figure counts as one), then
@@ -274,6 +281,24 @@ class AdaptiveDrafter(Drafter):
         return best
 
     def propose(self, context: Sequence[int], k: int) -> Draft:
+        """The round's draft; the time auto spends choosing it (its lookups, shadow judging,
+        predictions) is measured as auto's own cost (`decide_seconds`), never as the chosen
+        model draft's."""
+        t0 = self._clock()
+        self._deciding = None
+        draft = self._propose(context, k, t0)
+        if self._deciding is None:
+            self._deciding = self._clock() - t0
+        self.decide_seconds += self._deciding
+        self.decided_rounds += 1
+        return draft
+
+    def _ask(self, cand: Candidate, context: Sequence[int], k: int, t0: float) -> Draft:
+        """A paid drafter's proposal: deciding ends where its drafting starts."""
+        self._deciding = self._clock() - t0
+        return cand.drafter.propose(context, k)
+
+    def _propose(self, context: Sequence[int], k: int, t0: float) -> Draft:
         self._judge_shadows(context)
         k_max = min(k, self.max_k)
         free_drafts = {}
@@ -288,7 +313,7 @@ class AdaptiveDrafter(Drafter):
         best = self._best(self.curve.estimate(), free_drafts, k_max)
         best = self._explore(free_drafts, k_max, best) or best
         if best is None or best[0] < self.min_speedup:
-            return self._probe(context) or self._plain()
+            return self._probe(context, t0) or self._plain()
         _, cand, kk = best
         self._plain_rounds = 0
         self._used, self._used_kind = cand, ""
@@ -297,7 +322,7 @@ class AdaptiveDrafter(Drafter):
             draft = free_drafts[id(cand)]
             return Draft(draft.tokens[:kk], None if draft.q is None else draft.q[:kk],
                          draft.kind)
-        return cand.drafter.propose(context, kk)
+        return self._ask(cand, context, kk, t0)
 
     def _best(self, verify: tuple[float, ...], free_drafts: dict, k_max: int,
               *, free_only: bool = False) -> tuple[float, Candidate, int] | None:
@@ -341,7 +366,7 @@ class AdaptiveDrafter(Drafter):
         self.chosen.append(("plain", 0))
         return Draft([])
 
-    def _probe(self, context: Sequence[int]) -> Draft | None:
+    def _probe(self, context: Sequence[int], t0: float) -> Draft | None:
         """Once every PROBE_EVERY plain rounds, try the most promising paid drafter with K = 1,
         so a text that turned predictable is noticed."""
         paid = [c for c in self.candidates if not c.free]
@@ -351,7 +376,7 @@ class AdaptiveDrafter(Drafter):
         cand = max(paid, key=lambda c: c.alphas[0] if c.alphas else 0.0)
         self._used, self._used_kind = cand, ""
         self.chosen.append((cand.name, 1))
-        return cand.drafter.propose(context, 1)
+        return self._ask(cand, context, 1, t0)
 
     @property  # type: ignore[override]
     def translate_seconds(self) -> float:

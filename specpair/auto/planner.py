@@ -63,6 +63,8 @@ class AutoPlan:
                     c.name: c.measured_seconds / c.measured_tokens for c in paid
                     if c.measured_tokens},
                 "verify_seconds": {str(n): s for n, s in self.drafter.curve.measured().items()},
+                "decide_seconds_per_round": (self.drafter.decide_seconds
+                                             / max(1, self.drafter.decided_rounds)),
                 "explored": self.drafter.explored}
 
 
