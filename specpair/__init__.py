@@ -28,6 +28,28 @@ from .tokenizers.compare import Comparison  # noqa: E402
 from .version import __version__
 
 
+def distill(*, target: str, draft: str, prompts: str, out: str, max_minutes: float | None = None,
+            threads: int | None = None, n_ctx: int = 2048, **recipe):
+    """Train `draft` toward `target` on the JSONL `prompts`, in the folder `out` (resumable):
+    the data, a LoRA (or `full=True`), its llama.cpp adapter (`out`/draft-lora.gguf, for
+    `load(..., draft_lora=)`) and the acceptance before and after on held-out prompts.
+    `recipe`: the fields of `DistillConfig` (data, temperature, top_k, max_new_tokens,
+    held_out, rank, alpha, learning_rate, epochs, batch, loss, ce_weight, seed, ...).
+    Returns an `Outcome` (complete, report). Needs the [distill] extra."""
+    from dataclasses import fields
+
+    from .distillation.job import DistillConfig
+    from .distillation.job import run as _run
+
+    unknown = sorted(set(recipe) - {f.name for f in fields(DistillConfig)})
+    if unknown:
+        raise InvalidOption(f"unknown distill option {unknown[0]!r}: the options are "
+                            f"{', '.join(f.name for f in fields(DistillConfig))}")
+    return _run(target=target, draft=draft, prompts=prompts, out=out,
+                config=DistillConfig(**recipe), max_minutes=max_minutes, threads=threads,
+                n_ctx=n_ctx)
+
+
 def check(target: str, draft: str, *, probe_text: str | None = None) -> Comparison:
     """Compare two tokenizers without loading weights (GGUF files, tokenizer.json files,
     folders of HF tokenizer files or named models): both sides, their differences, a
@@ -41,4 +63,4 @@ def check(target: str, draft: str, *, probe_text: str | None = None) -> Comparis
 __all__ = ["Comparison", "ContextOverflow", "DecodeStats", "EngineError", "Generation",
            "IncompatiblePair", "InvalidOption", "MissingDependency", "ModelError", "Pair",
            "Piece", "SpecpairError", "SuffixCache", "SuffixConfig", "__version__", "check",
-           "load"]
+           "distill", "load"]

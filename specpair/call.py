@@ -26,6 +26,8 @@ from .errors import InvalidOption
 
 LOOKUPS = ("none", "ngram", "suffix", "auto")
 SCOPES = ("off", "key", "global")
+_LORA_NEEDS_MODEL = ("{{draft_lora}} adapts a model draft: add {{draft}} MODEL (the draft it "
+                     "was trained for); this drafts with {draft!r}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -41,10 +43,13 @@ class DraftOptions:
     suffix: SuffixConfig = field(default_factory=SuffixConfig)
     suffix_store: str | None = None  # a file: the global suffix tree, kept across runs
     fresh: bool = False  # auto ignores the cost cache and stores nothing (a first run)
+    draft_lora: str | None = None  # a LoRA adapter GGUF on the model draft (specpair distill)
 
     def __post_init__(self) -> None:
         if self.draft_tokens is not None:
             DecodeConfig(draft_tokens=self.draft_tokens)  # validates K
+        if self.draft_lora is not None and self.draft in LOOKUPS:
+            raise InvalidOption(_LORA_NEEDS_MODEL.format(draft=self.draft))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -67,6 +72,7 @@ class CallOptions:
     draft_tokens: int | None = None
     draft_system: str | None = None
     suffix_cache: str | None = None  # off | key | global
+    draft_lora: str | None = None  # a LoRA adapter GGUF on the call's model draft
 
     @classmethod
     def of(cls, **options) -> CallOptions:
@@ -95,6 +101,7 @@ class Call:
     adaptive: bool  # K chosen each round (auto always)
     config: DecodeConfig  # max_tokens, K, sampling, stop strings, acceptance rule
     draft_system: str | None  # the model draft's own system prompt
+    draft_lora: str | None  # the LoRA adapter on the model draft (None: the draft as it is)
     scope: str  # the suffix lookup's global tree: off | key | global
     tree: str | None  # the partition of the global suffix tree read ("": everyone's; None: none)
     store: bool  # the output goes into the pair's --suffix-store file
@@ -141,6 +148,12 @@ def resolve_call(pair: DraftOptions, options: CallOptions, *, partition: str = "
     if o.draft_system is not None and draft in LOOKUPS:
         raise InvalidOption(f"{{draft_system}} needs a model draft ({{draft}} MODEL), and this "
                             f"call drafts with {draft!r}")
+    if o.draft_lora is not None and draft in LOOKUPS:
+        raise InvalidOption(_LORA_NEEDS_MODEL.format(draft=draft))
+    # the pair's LoRA is for the pair's own model draft; a call that names another model
+    # draft gets that model as it is unless it names a LoRA too
+    lora = o.draft_lora if o.draft_lora is not None else (
+        pair.draft_lora if draft == pair.draft else None)
     scope = o.suffix_cache or "key"
     if scope not in SCOPES:
         raise InvalidOption(f"{{suffix_cache}} must be one of {', '.join(SCOPES)}, got "
@@ -159,6 +172,7 @@ def resolve_call(pair: DraftOptions, options: CallOptions, *, partition: str = "
     tree = None if scope == "off" else ("" if scope == "global" else partition)
     uses_suffix = draft in ("suffix", "auto")
     return Call(draft=draft, adaptive=adaptive, config=config, draft_system=o.draft_system,
+                draft_lora=None if draft in LOOKUPS else lora,
                 scope=scope, tree=tree if uses_suffix else None,
                 store=bool(pair.suffix_store) and uses_suffix and tree == "",
                 cache_domain="" if scope == "global" else partition)

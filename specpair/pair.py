@@ -72,6 +72,8 @@ class Pair:
         self.resolver = Resolver(target, target_config=target_config, draft_config=draft_config)
         if options.draft not in LOOKUPS:
             self.resolver.verdict(options.draft)  # a pair that cannot work fails here
+            if options.draft_lora:
+                self.resolver.check_lora(options.draft, options.draft_lora)
         self._suffix: dict[str, SuffixCache] = {}
         self._domain: str | None = None  # whose prompt the models' caches hold (see stream)
 
@@ -101,6 +103,8 @@ class Pair:
         call = resolve_call(self.options, options or CallOptions(), partition=partition)
         if call.draft not in LOOKUPS:
             self.resolver.verdict(call.draft)  # a per-call model draft that cannot work
+            if call.draft_lora:
+                self.resolver.check_lora(call.draft, call.draft_lora)
         return call
 
     # -- drafters ---------------------------------------------------------------------------
@@ -115,9 +119,13 @@ class Pair:
         return SuffixDrafter(None if tree is None else self.suffix_cache(tree), o.suffix)
 
     def model_drafter(self, spec: str, *, sampling: SamplingConfig,
-                      rng: np.random.Generator, p_min: float | None = None) -> Drafter:
-        """A model drafter of `spec` for one generation (its weights loaded once per pair)."""
-        return self.resolver.drafter(spec, sampling=sampling, rng=rng,
+                      rng: np.random.Generator, p_min: float | None = None,
+                      lora: str | None = None) -> Drafter:
+        """A model drafter of `spec` (with the LoRA adapter `lora`) for one generation (its
+        weights loaded once per pair)."""
+        if lora:
+            self.resolver.check_lora(spec, lora)
+        return self.resolver.drafter(spec, sampling=sampling, rng=rng, lora=lora,
                                      p_min=self.options.draft_p_min if p_min is None else p_min)
 
     def drafting(self, call: Call, *, rng: np.random.Generator, kind: str,
@@ -154,10 +162,10 @@ class Pair:
                 option = self.resolver.option(s, sampling=sampling, rng=rng, p_min=o.draft_p_min)
                 models.append(replace(option, load=_noting(option.load, used, s)))
         else:
-            forced = self.model_drafter(spec, sampling=sampling, rng=rng)
+            forced = self.model_drafter(spec, sampling=sampling, rng=rng, lora=call.draft_lora)
             if not call.adaptive:
                 return Drafting(forced, None, time.perf_counter() - t0)
-            forced_key = self.resolver.draft_cost_key(spec)
+            forced_key = self.resolver.draft_cost_key(spec, call.draft_lora)
         p = plan(self.target, self.resolver.target_engine, self.resolver.target_config,
                  free=free, models=models, forced=forced, forced_key=forced_key, kind=kind,
                  max_k=call.config.draft_tokens, fresh=fresh)
@@ -197,11 +205,11 @@ class Pair:
 
         `options` are the call's (`CallOptions`: max_tokens, temperature, top_k, top_p, min_p,
         seed, stop, lenience, accept, typical_epsilon, typical_delta, draft, draft_tokens,
-        draft_system, suffix_cache); what a call leaves out is the pair's. `call`: a call
-        already resolved (`resolve`; the server's), instead of `options`. `tokens`: an already
-        tokenized prompt; `kind`: the kind of text auto keeps acceptance priors for (default:
-        chat or raw); `partition`: whose suffix tree and prompt cache it may use (an API
-        key's digest)."""
+        draft_system, suffix_cache, draft_lora); what a call leaves out is the pair's. `call`:
+        a call already resolved (`resolve`; the server's), instead of `options`. `tokens`: an
+        already tokenized prompt; `kind`: the kind of text auto keeps acceptance priors for
+        (default: chat or raw); `partition`: whose suffix tree and prompt cache it may use (an
+        API key's digest)."""
         if call is None:
             call = self.resolve(CallOptions.of(**options), partition=partition)
         elif options:
@@ -282,14 +290,16 @@ def load(target: str | Backend = DEFAULT_TARGET, *, draft: str | None = "auto",
          compile: bool = False, draft_p_min: float = DEFAULT_DRAFT_P_MIN,
          ngram_min: int = DEFAULT_NGRAM_MIN, ngram_max: int = DEFAULT_NGRAM_MAX,
          adaptive: bool = False, suffix: SuffixConfig | None = None,
-         suffix_store: str | None = None, fresh: bool = False) -> Pair:
+         suffix_store: str | None = None, fresh: bool = False,
+         draft_lora: str | None = None) -> Pair:
     """A target and how it drafts. `target` and a model `draft` are model specs: a named model,
     a .gguf file (llama.cpp), an HF folder or `hf:`/`gguf:` prefixed spec (transformers); the
     target may also be a Backend you built (any engine that implements the protocol).
     `draft`: "auto" (the default: lookups, and a model draft where its costs can win),
     "suffix", "ngram", "none"/None (plain decoding), or a model spec. Nothing heavy happens
     here beyond checking a model draft's tokenizer against the target's: weights load on first
-    use."""
+    use. `draft_lora`: a LoRA adapter GGUF (`specpair distill`'s) applied to the model draft
+    on llama.cpp; refused unless it was trained on that draft."""
     target_config = BackendConfig(n_ctx=n_ctx, threads=threads, device=device, dtype=dtype,
                                   gpu_layers=parse_gpu_layers(gpu_layers), compile=compile)
     draft_config = BackendConfig(n_ctx=n_ctx, threads=threads, device=device, dtype=dtype,
@@ -297,7 +307,7 @@ def load(target: str | Backend = DEFAULT_TARGET, *, draft: str | None = "auto",
     options = DraftOptions(draft=draft or "none", draft_tokens=draft_tokens,
                            draft_p_min=draft_p_min, ngram_min=ngram_min, ngram_max=ngram_max,
                            adaptive=adaptive, suffix=suffix or SuffixConfig(),
-                           suffix_store=suffix_store, fresh=fresh)
+                           suffix_store=suffix_store, fresh=fresh, draft_lora=draft_lora)
     return Pair(target, target_config=target_config, draft_config=draft_config, options=options)
 
 

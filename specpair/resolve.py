@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -22,8 +22,9 @@ from .core.drafter import Drafter
 from .core.sampling import SamplingConfig
 from .drafters.crossvocab import EXTRA_DRAFT_TOKENS
 from .drafters.pairing import describe, drafter_for, needs_comparison
-from .errors import SpecpairError
+from .errors import InvalidOption, SpecpairError
 from .models import MODELS, auto_drafts, cached_path, resolve_model
+from .models.adapter import check_adapter
 from .models.facts import identity, remembered
 from .models.gguf import weight_bytes_per_token
 from .tokenizers.compare import (
@@ -63,7 +64,7 @@ class Resolver:
             self.target_spec = self.target_path = target.path
             self.target_engine = type(target).__name__
         self._comparisons: dict[str, Comparison] = {}
-        self._drafts: dict[str, Backend] = {}
+        self._drafts: dict[tuple[str, str | None], Backend] = {}  # by (spec, LoRA)
         self.load_seconds: dict[str, float] = {}  # each draft's load time (paid once here)
         self.notes: list[str] = []  # one line each, for the user
 
@@ -75,8 +76,8 @@ class Resolver:
             self.load_seconds[self.target_spec] = time.perf_counter() - t0
         return self._target
 
-    def loaded(self, spec: str) -> bool:
-        return spec in self._drafts
+    def loaded(self, spec: str, lora: str | None = None) -> bool:
+        return (spec, lora) in self._drafts
 
     # -- drafts -----------------------------------------------------------------------------
     def comparison(self, spec: str) -> Comparison:
@@ -109,23 +110,35 @@ class Resolver:
         return DraftSource(spec, engine, path,
                            os.path.getsize(path) if os.path.isfile(path) else 0)
 
-    def draft_backend(self, spec: str) -> Backend:
-        if spec not in self._drafts:
+    def check_lora(self, spec: str, lora: str) -> None:
+        """Refuse a LoRA that was not made for the draft `spec` (before any weights load)."""
+        s = self.source(spec)
+        if s.engine != "gguf":
+            raise InvalidOption("{draft_lora} is a llama.cpp adapter (GGUF): with the "
+                                "transformers engine, give the merged folder that `specpair "
+                                "distill` wrote (DIR/merged) as the draft instead")
+        check_adapter(lora, str(cached_path(MODELS[spec])) if spec in MODELS
+                      and not os.path.isfile(s.path) else s.path)
+
+    def draft_backend(self, spec: str, lora: str | None = None) -> Backend:
+        key = (spec, lora)
+        if key not in self._drafts:
             verdict = self.verdict(spec)
             t0 = time.perf_counter()
-            self._drafts[spec] = load_backend(spec, self.draft_config)
-            self.load_seconds[spec] = time.perf_counter() - t0
+            self._drafts[key] = load_backend(spec, replace(self.draft_config, lora=lora))
+            self.load_seconds[spec if lora is None else f"{spec} + {lora}"] = \
+                time.perf_counter() - t0
             note = describe(self.comparison(spec), SamplingConfig()) \
                 if verdict == TEXT_LEVEL else None
             if note:
                 self.notes.append(note)
-        return self._drafts[spec]
+        return self._drafts[key]
 
     def drafter(self, spec: str, *, sampling: SamplingConfig, rng: np.random.Generator,
-                p_min: float) -> Drafter:
-        """A drafter of model `spec` for one generation: how it drafts is the comparison's
-        verdict (drafters/pairing.py)."""
-        backend = self.draft_backend(spec)
+                p_min: float, lora: str | None = None) -> Drafter:
+        """A drafter of model `spec` (with the LoRA `lora`) for one generation: how it drafts
+        is the comparison's verdict (drafters/pairing.py)."""
+        backend = self.draft_backend(spec, lora)
         verdict = self.verdict(spec)
         comparison = self.comparison(spec) if needs_comparison(verdict) else None
         return drafter_for(backend, verdict, comparison, target=self.target,
@@ -144,9 +157,10 @@ class Resolver:
                 and self.draft_config.device == self.target_config.device)
         return t.device if same else cpu_device()
 
-    def draft_cost_key(self, spec: str) -> str:
+    def draft_cost_key(self, spec: str, lora: str | None = None) -> str:
         s = self.source(spec)
-        return cost_key("draft", s.engine, s.path, self.draft_config, self.draft_device(s))
+        return cost_key("draft", s.engine, s.path, replace(self.draft_config, lora=lora),
+                        self.draft_device(s))
 
     def relative_cost(self, source: DraftSource) -> float:
         """A draft token's cost over a target token's, estimated from the weights each reads

@@ -87,6 +87,7 @@ REACHES = {
     "draft": ("none", {}, "draft"),
     "draft_tokens": (9, {}, "config.draft_tokens"),
     "draft_system": ("s", {"draft": "m.gguf"}, "draft_system"),
+    "draft_lora": ("a.gguf", {"draft": "m.gguf"}, "draft_lora"),
     "suffix_cache": ("global", {}, "scope"),
 }
 
@@ -118,6 +119,20 @@ def test_each_call_option_reaches_the_call_and_nothing_else(name):
                "suffix_cache": {"cache_domain", "tree", "store"},
                "lenience": {"config.acceptance.kind"}}.get(name, set())
     assert path in changed and changed <= allowed | {path}, changed
+
+
+def test_a_lora_goes_with_the_pairs_own_model_draft_or_the_calls():
+    pair = DraftOptions(draft="small.gguf", draft_lora="small-lora.gguf")
+    assert resolve_call(pair, CallOptions()).draft_lora == "small-lora.gguf"
+    # another model draft named by the call is that model as it is, unless the call says
+    assert resolve_call(pair, CallOptions(draft="other.gguf")).draft_lora is None
+    assert resolve_call(pair, CallOptions(draft="other.gguf", draft_lora="o.gguf")
+                        ).draft_lora == "o.gguf"
+    assert resolve_call(pair, CallOptions(draft="none")).draft_lora is None
+    with pytest.raises(SpecpairError, match="draft_lora.*adapts a model draft"):
+        resolve_call(pair, CallOptions(draft="suffix", draft_lora="o.gguf"))
+    with pytest.raises(SpecpairError, match="adapts a model draft"):
+        DraftOptions(draft="auto", draft_lora="small-lora.gguf")
 
 
 def test_a_layers_fields_win_only_where_said():

@@ -17,7 +17,7 @@ LAYERS = [
     {"tokenizers"},
     {"drafters"},
     {"auto"},
-    {"call", "generation", "resolve", "pair", "__init__"},
+    {"call", "generation", "resolve", "pair", "__init__", "distillation"},
     {"measure", "deploy", "serve", "integrations"},
     {"cli", "__main__"},
 ]

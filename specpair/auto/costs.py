@@ -23,9 +23,14 @@ import json
 import math
 import os
 import sys
+import time
+from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
+
 from ..backends.device import machine_id, usable_cpus
+from ..core.backend import Backend, sync
 from ..core.files import locked, write_atomic
 from ..version import __version__
 from .curve import CURVE_POINTS
@@ -34,6 +39,26 @@ MAX_RUNS = 5
 MAX_SECONDS = 600.0  # no single cost is ever this long: such a value is corrupt
 CURVE, SCALAR, ALPHAS = "curve", "scalar", "alphas"
 FORMAT = 2
+
+
+def measure_costs(target: Backend, prompt: Sequence[int], sizes: Sequence[int], *,
+                  repeats: int = 3) -> dict[int, float]:
+    """Median seconds for the target to evaluate a batch of n tokens after `prompt`, for each
+    n in `sizes` (the batch contents do not change the cost; the prompt's tokens are reused).
+    Costs measured on the device are synchronised by reading the result back."""
+    sync(target, prompt)
+    base = target.n_past
+    filler = [prompt[i % len(prompt)] for i in range(max(sizes))]
+    out = {}
+    for n in sizes:
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            float(target.eval(filler[:n])[-1][0])  # a value read back: the work is done
+            times.append(time.perf_counter() - t0)
+            target.rewind(base)
+        out[n] = float(np.median(times))
+    return out
 
 
 def model_id(path: str, name: str) -> str:
@@ -49,10 +74,12 @@ def cost_key(kind: str, engine: str, path: str, engine_config, device: str) -> s
     engine and file), the device it ran on and its BackendConfig (dtype, threads, n_ctx, and
     the layers offloaded: a model split between a GPU and the CPU costs neither's figure)."""
     c = engine_config
+    lora = c.lora  # a LoRA makes a model cost more than its file alone
     return "|".join(str(p) for p in (
         __version__, machine_id(), kind, engine, model_id(path, Path(path).name),
         f"device={device}", f"dtype={c.dtype}", f"threads={c.threads or usable_cpus()}",
-        f"n_ctx={c.n_ctx}", f"gpu_layers={c.gpu_layers}"))
+        f"n_ctx={c.n_ctx}", f"gpu_layers={c.gpu_layers}",
+        *([f"lora={model_id(lora, Path(lora).name)}"] if lora else [])))
 
 
 def cache_file() -> Path:

@@ -32,6 +32,7 @@ class BackendConfig:
     # (CUDA, Metal, Vulkan, ...), else 0; ALL_LAYERS = all
     gpu_layers: int | None = None
     compile: bool = False  # transformers on CUDA: capture CUDA graphs for the fixed shapes
+    lora: str | None = None  # llama.cpp: a LoRA adapter GGUF applied at scale 1 (distill)
 
     def __post_init__(self) -> None:
         if self.n_ctx < 16:

@@ -84,6 +84,10 @@ class HFBackend:
         self.path = path
         self.name = Path(path).name or path
         torch_device = resolve_device(config.device)
+        if config.lora:
+            raise InvalidOption("{draft_lora} is a llama.cpp adapter (GGUF): with the "
+                                "transformers engine, give the merged folder that `specpair "
+                                "distill` wrote (DIR/merged) as the draft instead")
         if config.compile and not torch_device.startswith("cuda"):
             raise InvalidOption("{compile} captures CUDA graphs: it needs a CUDA device")
         if config.threads:

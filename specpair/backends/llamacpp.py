@@ -25,6 +25,7 @@ from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 from ..core.backend import as_messages, check_eval, check_rewind
 from ..core.text import piece_bytes
 from ..errors import EngineError, InvalidOption, ModelError
+from ..models.adapter import check_adapter
 from ..models.gguf import read_metadata
 from . import ALL_LAYERS, BackendConfig
 from .device import cpu_device, usable_cpus
@@ -140,8 +141,11 @@ class LlamaCppBackend:
     def __init__(self, path: str, config: BackendConfig) -> None:
         # a clear error for files that are not GGUF at all; the merges are not needed
         meta = read_metadata(path, only=_backend_key)
+        if config.lora:  # before the weights load: an adapter for another base is refused
+            check_adapter(config.lora, path)
         self.path = path
         self.name = Path(path).name
+        self.lora = config.lora
         arch = meta.get("general.architecture", "?")
         n_ctx_train = int(meta.get(f"{arch}.context_length", config.n_ctx))
 
@@ -174,6 +178,8 @@ class LlamaCppBackend:
             self.close()
             raise EngineError(f"llama.cpp could not create a context of {self.n_ctx} tokens "
                               f"for {path}: pass a smaller {{n_ctx}}")
+        if config.lora:
+            self._apply_lora(config.lora)
         self._memory = llama_cpp.llama_get_memory(self._ctx)
         self._batch = llama_cpp.llama_batch_init(N_BATCH, 0, 1)
         self._tokens: list[int] = []
@@ -186,6 +192,16 @@ class LlamaCppBackend:
             i for i in range(self.n_vocab) if llama_cpp.llama_vocab_is_eog(self._vocab, i)
         )
         self._chat_template = meta.get("tokenizer.chat_template")
+
+    def _apply_lora(self, lora: str) -> None:
+        """Load the adapter and set it on the context at scale 1 (llama.cpp multiplies by the
+        adapter's alpha / rank, as peft does). The model frees its adapters with itself."""
+        adapter = llama_cpp.llama_adapter_lora_init(self._model, lora.encode())
+        if not adapter or llama_cpp.llama_set_adapter_lora(self._ctx, adapter, 1.0) != 0:
+            self.close()
+            raise ModelError(f"llama.cpp could not apply the LoRA {lora} to {self.path}"
+                             + _last_log())
+        self.name = f"{self.name} + {Path(lora).name}"
 
     @property
     def n_past(self) -> int:

@@ -33,6 +33,9 @@ def add(sub) -> None:
                           "every "
                           "named model smaller than the target, those with another tokenizer "
                           "too: what --draft auto weighs)")
+    adv.add_argument("--draft-lora", default=None, metavar="FILE",
+                     help="also calibrate each model draft with this LoRA adapter GGUF "
+                          "(`specpair distill`'s DIR/draft-lora.gguf), side by side")
     adv.add_argument("--suite", default="story", metavar="SUITE",
                      help="calibration prompts: story|code|edit or a .jsonl file (default story)")
     adv.add_argument("--max-k", type=int, default=DEFAULT_MAX_K, metavar="K",
@@ -112,9 +115,13 @@ def run(args: argparse.Namespace) -> int:
     prompts = [encode_prompt(target, p.text, chat=p.chat) for p in load_suite(args.suite)[:2]]
     rng = np.random.default_rng(args.seed)
     # model drafters calibrate at fixed K (p-min off): the predictions are for fixed-K drafting
+    # each model draft as it is and, with --draft-lora, with its LoRA too
+    entries = [(spec, None) for spec in specs] + [
+        (spec, args.draft_lora) for spec in specs
+        if args.draft_lora and spec not in ("ngram", "suffix")]
     drafters = [pair.lookup(spec) if spec in ("ngram", "suffix") else
-                pair.model_drafter(spec, sampling=sampling, rng=rng, p_min=0.0)
-                for spec in specs]
+                pair.model_drafter(spec, sampling=sampling, rng=rng, p_min=0.0, lora=lora)
+                for spec, lora in entries]
     console = stderr_console()
     with console.status("measuring the target's cost for batches of 1.."
                         f"{args.max_k + 1} tokens"):
@@ -131,9 +138,9 @@ def run(args: argparse.Namespace) -> int:
     config = pair.resolver.target_config
     updates = {costs.cost_key("verify", pair.resolver.target_engine, target.path, config,
                               target.device): list(verify)}
-    for spec, cal in zip(specs, calibrations):
+    for (spec, lora), cal in zip(entries, calibrations):
         if spec not in ("ngram", "suffix") and cal.drafted:
-            updates[pair.resolver.draft_cost_key(spec)] = cal.draft_per_token
+            updates[pair.resolver.draft_cost_key(spec, lora)] = cal.draft_per_token
     stored = costs.save(updates)
     if args.json:
         print(json.dumps(result.to_dict() | {"target": target.name, "suite": args.suite,

@@ -106,6 +106,10 @@ def _modes(pair, args, sampling, ks: list[int]) -> list:
         drafter = pair.model_drafter(spec, sampling=sampling, rng=rng)
         load = pair.resolver.load_seconds.get(spec, 0.0)
         modes += [fixed(f"spec K={k}", k, drafter, load) for k in ks]
+        if args.draft_lora:  # the same draft with its LoRA, side by side
+            tuned = pair.model_drafter(spec, sampling=sampling, rng=rng, lora=args.draft_lora)
+            load = pair.resolver.load_seconds.get(f"{spec} + {args.draft_lora}", 0.0)
+            modes += [fixed(f"spec+LoRA K={k}", k, tuned, load) for k in ks]
     if args.auto or args.draft == ["auto"]:
         modes.append(_auto_mode(pair, args, rng))
     return modes

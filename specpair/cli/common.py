@@ -13,7 +13,8 @@ from ..errors import InvalidOption
 
 # API option names whose flag is not simply --name-with-dashes
 _FLAGS = {"draft_tokens": "--draft-tokens/-k", "max_tokens": "--max-tokens/-n",
-          "suffix_cache": "--suffix-cache", "suffix_store": "--suffix-store"}
+          "suffix_cache": "--suffix-cache", "suffix_store": "--suffix-store",
+          "logprobs": "--top-k-logprobs", "learning_rate": "--lr"}
 
 
 def flag(name: str) -> str:
@@ -55,6 +56,10 @@ def add_model_options(p: argparse.ArgumentParser, *, draft_default: str,
                         "this request and in earlier outputs; no model); 'ngram' (prompt "
                         "lookup); 'none' (plain decoding); or a model (.gguf file or name) "
                         f"(forces a model draft); default {draft_default}")
+    p.add_argument("--draft-lora", default=None, metavar="FILE",
+                   help="a LoRA adapter GGUF on the model draft (llama.cpp), such as the one "
+                        "`specpair distill` writes (DIR/draft-lora.gguf); refused unless it was "
+                        "trained on that draft")
     p.add_argument("--ngram-min", type=int, default=DEFAULT_NGRAM_MIN, metavar="N",
                    help=f"ngram drafter: shortest n-gram to match (default {DEFAULT_NGRAM_MIN})")
     p.add_argument("--ngram-max", type=int, default=DEFAULT_NGRAM_MAX, metavar="N",
@@ -168,7 +173,8 @@ def load_kwargs(args: argparse.Namespace, *, draft: str | None = None) -> dict:
             "draft_p_min": args.draft_p_min, "ngram_min": args.ngram_min,
             "ngram_max": args.ngram_max, "adaptive": args.adaptive,
             "suffix": suffix_config(args),
-            "suffix_store": getattr(args, "suffix_store", None)}
+            "suffix_store": getattr(args, "suffix_store", None),
+            "draft_lora": args.draft_lora if draft is None else None}
 
 
 def sampling_kwargs(args: argparse.Namespace) -> dict:

@@ -14,6 +14,7 @@ def build_parser() -> argparse.ArgumentParser:
         bench,
         check,
         deploy,
+        distill,
         exactness,
         generate,
         models,
@@ -30,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"specpair {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for command in (generate, check, bench, advise, serve, steer, deploy, models, overhead,
-                    exactness):
+    for command in (generate, check, bench, advise, serve, steer, deploy, distill, models,
+                    overhead, exactness):
         command.add(sub)
     return parser

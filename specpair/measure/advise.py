@@ -5,40 +5,20 @@ plain decoding included."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..auto.costmodel import MIN_PREDICTED_SPEEDUP, CostModel, predicted_speedup
-from ..core.backend import Backend, sync
+from ..auto.costs import measure_costs
+from ..core.backend import Backend
 
 DEFAULT_MAX_K = 16
 # calibration K: an n-gram lookup is free, so it is judged as far as it reaches; a model
 # drafter at 4 (drafting 16 to calibrate would cost more than the decode it calibrates)
 K_CALIBRATION = {"ngram": 16, "suffix": 16}
 K_CALIBRATION_MODEL = 4
-
-
-def measure_costs(target: Backend, prompt: Sequence[int], sizes: Sequence[int], *,
-                  repeats: int = 3) -> dict[int, float]:
-    """Median seconds for the target to evaluate a batch of n tokens after `prompt`, for each
-    n in `sizes` (the batch contents do not change the cost; the prompt's tokens are reused).
-    Costs measured on the device are synchronised by reading the result back."""
-    sync(target, prompt)
-    base = target.n_past
-    filler = [prompt[i % len(prompt)] for i in range(max(sizes))]
-    out = {}
-    for n in sizes:
-        times = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            float(target.eval(filler[:n])[-1][0])  # a value read back: the work is done
-            times.append(time.perf_counter() - t0)
-            target.rewind(base)
-        out[n] = float(np.median(times))
-    return out
 
 
 def measure_verify_costs(target: Backend, prompt: Sequence[int], *, max_n: int = DEFAULT_MAX_K + 1,

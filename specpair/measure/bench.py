@@ -205,7 +205,7 @@ def measure_ceiling(target: Backend, prompt: Sequence[int], ks: Sequence[int]) -
     """cost(k) in single steps and k / cost(k) for each batch size k: the most a free drafter
     could gain at full acceptance here (a round that verifies k - 1 drafts in one batch of k
     yields k tokens)."""
-    from .advise import measure_costs
+    from ..auto.costs import measure_costs
 
     sizes = [k for k in ks if 1 < k < target.n_ctx - len(prompt)]
     if not sizes:
