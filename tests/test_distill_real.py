@@ -83,7 +83,7 @@ def test_an_adapter_for_another_base_is_a_one_line_error(adapter, target_path, g
 def test_the_adapter_drafts_through_generate_and_bench(adapter, capsys):
     path, _, _ = adapter
     code = main(["generate", "--draft", "qwen2.5-coder-0.5b", "--draft-lora", path, "-n", "24",
-                 "--json", "-", "Write a Python function that adds two numbers."])
+                 "--json", "Write a Python function that adds two numbers."])
     out = capsys.readouterr().out
     assert code == 0, out
     report = json.loads(out[out.index("{"):])

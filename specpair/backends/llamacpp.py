@@ -197,7 +197,9 @@ class LlamaCppBackend:
         """Load the adapter and set it on the context at scale 1 (llama.cpp multiplies by the
         adapter's alpha / rank, as peft does). The model frees its adapters with itself."""
         adapter = llama_cpp.llama_adapter_lora_init(self._model, lora.encode())
-        if not adapter or llama_cpp.llama_set_adapter_lora(self._ctx, adapter, 1.0) != 0:
+        adapters = (llama_cpp.llama_adapter_lora_p_ctypes * 1)(adapter)
+        scales = (ctypes.c_float * 1)(1.0)
+        if not adapter or llama_cpp.llama_set_adapters_lora(self._ctx, adapters, 1, scales):
             self.close()
             raise ModelError(f"llama.cpp could not apply the LoRA {lora} to {self.path}"
                              + _last_log())
