@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-pytestmark = [pytest.mark.real, pytest.mark.engine]
+pytestmark = pytest.mark.real  # the real models, and the [distill] extra
 
 from .conftest import unavailable  # noqa: E402
 
