@@ -165,14 +165,14 @@ class Deadline:
 
 
 def run(*, target: str, draft: str, prompts: str, out: str,
-        config: DistillConfig = DistillConfig(), max_minutes: float | None = None,
+        config: DistillConfig | None = None, max_minutes: float | None = None,
         threads: int | None = None, n_ctx: int = 2048,
         stages: Stages | None = None) -> Outcome:
     """Distil `draft` toward `target` on the prompts of a JSONL file, in DIR `out`."""
     try:
         return _run(target=target, draft=draft, prompts=prompts, out=Path(out),
-                    config=config, deadline=Deadline(max_minutes), threads=threads,
-                    n_ctx=n_ctx, stages=stages or Stages())
+                    config=config or DistillConfig(), deadline=Deadline(max_minutes),
+                    threads=threads, n_ctx=n_ctx, stages=stages or Stages())
     except OSError as e:
         if e.errno in (errno.ENOSPC, errno.EDQUOT):
             raise SpecpairError(f"no space left on the disk of {out}: free some and run the "

@@ -17,7 +17,12 @@ anchor toward the text itself).
 
 from __future__ import annotations
 
-import torch
+from ..errors import missing_extra
+
+try:
+    import torch
+except ImportError as e:
+    raise missing_extra("distill", e.name, "specpair distill") from None
 
 LOSSES = ("kl", "tv")
 DEFAULT_LOSS = "kl"
