@@ -4,7 +4,8 @@
 # (`specpair bench --endpoint`, requests interleaved across the servers, one at a time).
 #   usage: bench/run_anchors.sh LLAMA_SERVER OUTDIR [SUITE ...]
 # SUITE: spec-bench (needs SPECPAIR_SPEC_BENCH, see README) and/or a .jsonl file; defaults to
-# Spec-Bench (2 per category, 128 tokens), bench/repeated_task.jsonl and bench/long_copy.jsonl
+# Spec-Bench (SPECPAIR_SPEC_BENCH_PER_CATEGORY requests per category, default 5: the 65 requests
+# issue 25's target names; 128 tokens), bench/repeated_task.jsonl and bench/long_copy.jsonl
 # (256 tokens). SPECPAIR_ANCHORS=quick runs four servers only: specpair plain and default,
 # llama-server plain and ngram-mod (the comparison issue 25's targets name).
 # Nothing else may run meanwhile: 2 cores, and a busy machine is not a measurement.
@@ -62,7 +63,7 @@ fi
 for suite in "${SUITES[@]}"; do
   name=$(basename "$suite" .jsonl)
   if [ "$suite" = spec-bench ]; then
-    n=128; runs=()
+    n=128; runs=(--per-category "${SPECPAIR_SPEC_BENCH_PER_CATEGORY:-5}")
   else  # a workload file: every request once, in order
     n=256; runs=(--runs "$(grep -c . "$suite")")
   fi
