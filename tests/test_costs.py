@@ -106,6 +106,27 @@ def test_two_processes_updating_at_once_lose_nothing(cache):
     assert len(entries) == 80
 
 
+def test_a_process_reads_the_file_once_and_sees_another_processes_write(cache, monkeypatch):
+    """auto loads the cache at every generation and saves after it: a server parses and
+    validates the file only when it changed, and a write by another process is still seen."""
+    assert costs.save({DRAFT_KEY: 0.02})
+    parsed = []
+    real = costs._parse
+    monkeypatch.setattr(costs, "_parse", lambda path: parsed.append(path) or real(path))
+    for _ in range(3):
+        assert costs.load() == {DRAFT_KEY: 0.02}
+        assert costs.save({DRAFT_KEY: 0.02})
+    assert parsed == []  # what this process wrote is what it holds
+    other = ("import sys\nfrom pathlib import Path\nfrom specpair.auto import costs\n"
+             f"costs.cache_file = lambda: Path({str(cache)!r})\n"
+             "costs.save({'v|cpu|draft|gguf|other|x': 0.5})\n")
+    subprocess.run([sys.executable, "-c", other], check=True, timeout=120)
+    assert costs.load()["v|cpu|draft|gguf|other|x"] == pytest.approx(0.5)
+    assert len(parsed) == 1
+    cache.write_text("{not json")  # a file damaged in place is read again, not trusted
+    assert costs.load() == {}
+
+
 def test_an_impossible_curve_point_is_ignored_and_heals():
     """A batch of 2 stored at 6.2 single steps (measured while the machine was busy) cannot be
     a cost: it is ignored on load, and the run's own measurement replaces it."""
