@@ -113,26 +113,32 @@ def _valid(kind: str, value) -> bool:
 # requests would otherwise parse and validate the whole file twice per request (23 + 71 ms on
 # a 2-core EPYC with a 456 kB file: 2% of a 128-token reply, MEASUREMENTS.md). Any other
 # writer replaces the file (write_atomic), which changes its identity.
-_memo: tuple[tuple, dict[str, list], int] | None = None
+_memo: tuple[str, dict[str, list], int] | None = None
 
 
-def _identity(path: Path) -> tuple | None:
+def _keep(path: Path, runs: dict[str, list], dropped: int) -> None:
+    """Remember the file as it is now, with its runs (nothing if it cannot be read)."""
+    global _memo
+    from ..models.facts import identity
+
     try:
-        st = path.stat()
+        _memo = (identity(path), runs, dropped)
     except OSError:
-        return None
-    return (str(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+        _memo = None
 
 
 def _read(path: Path) -> tuple[dict[str, list], int]:
     """{key: [run, ...]} from the file, and how many entries were dropped as invalid (a
     copy of the dict: callers may replace its values)."""
-    global _memo
-    ident = _identity(path)
-    if ident is not None and _memo is not None and _memo[0] == ident:
-        return dict(_memo[1]), _memo[2]
+    from ..models.facts import identity
+
+    try:
+        if _memo is not None and _memo[0] == identity(path):
+            return dict(_memo[1]), _memo[2]
+    except OSError:
+        pass  # missing: parsed below as empty
     runs, dropped = _parse(path)
-    _memo = (ident, runs, dropped) if ident is not None else None
+    _keep(path, runs, dropped)
     return dict(runs), dropped
 
 
@@ -195,7 +201,6 @@ def save(updates: dict) -> bool:
     """Add one run per key in `updates` (invalid values are not stored). Read, merge and
     replace under the lock. Returns False when it cannot be written: that only costs a
     re-measurement."""
-    global _memo
     path = cache_file()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -210,8 +215,7 @@ def save(updates: dict) -> bool:
             # no indent: json's C encoder (indent falls back to the pure-Python one, 40 ms)
             write_atomic(path, json.dumps({"format": FORMAT, "entries": runs},
                                           separators=(",", ":")))
-            ident = _identity(path)
-            _memo = (ident, runs, 0) if ident is not None else None
+            _keep(path, runs, 0)
         return True
     except OSError:
         return False
