@@ -192,7 +192,7 @@ class LlamaCppBackend:
             i for i in range(self.n_vocab) if llama_cpp.llama_vocab_is_eog(self._vocab, i)
         )
         self._chat_template = meta.get("tokenizer.chat_template")
-        self._formatter: Jinja2ChatFormatter | None = None
+        self._formatter: tuple[str, Jinja2ChatFormatter] | None = None  # (its template, it)
 
     def _apply_lora(self, lora: str) -> None:
         """Load the adapter and set it on the context at scale 1 (llama.cpp multiplies by the
@@ -233,14 +233,16 @@ class LlamaCppBackend:
             raise ModelError(f"{self.name} has no chat template in its metadata: pass "
                              "chat=False and write the prompt in the model's format")
         try:
-            if self._formatter is None:  # compiling the template costs ~18 ms: once per model
+            template = self._chat_template
+            if self._formatter is None or self._formatter[0] != template:
+                # compiling the template costs ~18 ms: once per model and template
                 bos = self.token_bytes(llama_cpp.llama_vocab_bos(self._vocab)).decode(
                     errors="replace")
                 eos = self.token_bytes(llama_cpp.llama_vocab_eos(self._vocab)).decode(
                     errors="replace")
-                self._formatter = Jinja2ChatFormatter(self._chat_template, eos_token=eos,
-                                                      bos_token=bos, add_generation_prompt=True)
-            return self._formatter(messages=as_messages(messages)).prompt
+                self._formatter = (template, Jinja2ChatFormatter(
+                    template, eos_token=eos, bos_token=bos, add_generation_prompt=True))
+            return self._formatter[1](messages=as_messages(messages)).prompt
         except jinja2.TemplateError as e:
             raise ModelError(f"{self.name}: its chat template is broken ({e}): pass "
                              "chat=False and write the prompt in the model's format") from None
