@@ -75,6 +75,22 @@ def test_the_file_keeps_medians_of_runs_and_ages_old_ones_out(cache):
     assert len(json.loads(cache.read_text())["entries"][DRAFT_KEY]) == costs.MAX_RUNS
 
 
+def test_a_long_curve_point_outlives_runs_that_decoded_plain(cache):
+    """Each run stores the points it measured: a K = 64 round measured once must still be known
+    after many requests that drafted nothing (auto would otherwise explore it again, paying
+    for a long draft in every fifth request)."""
+    costs.save({KEY: [0.030] + [None] * 63 + [0.62]})
+    for i in range(12):
+        costs.save({KEY: [0.031 + i / 1000]})
+    curve = costs.load()[KEY]
+    assert len(curve) == 65 and curve[64] == pytest.approx(0.62)
+    assert curve[0] == pytest.approx(0.031 + 9 / 1000)  # the median of the last five singles
+    for i in range(costs.MAX_RUNS):  # five newer measurements of that point replace it
+        costs.save({KEY: [0.030] + [None] * 63 + [0.50 + i / 100]})
+    assert costs.load()[KEY][64] == pytest.approx(0.52)
+    assert len(json.loads(cache.read_text())["entries"][KEY]) == costs.MAX_RUNS
+
+
 def test_bad_entries_are_dropped_with_a_warning_never_a_type_error(cache, capsys):
     cache.write_text(json.dumps({"format": 2, "entries": {
         KEY: [[0.05, 0.08], "nonsense", [0.05, -1], [None, 0.1]],

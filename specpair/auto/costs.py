@@ -9,7 +9,9 @@ Every figure is keyed by everything that changes it (`cost_key`): the model file
 the device it ran on (the GPU's name, or the CPU), dtype, threads, context size, this machine and
 the specpair version. The file cannot poison itself:
 - each key keeps the last MAX_RUNS runs and is read as their median (one bad run cannot move
-  it far, and an old bad run ages out);
+  it far, and an old bad run ages out); a verify curve keeps the last MAX_RUNS measurements of
+  each point, so the long points that one run measured are not forgotten after five runs that
+  decoded plain (each run stores only the points it measured);
 - it is validated on load: an entry of the wrong type or out of range is dropped with a
   warning, never a TypeError; a curve point above what physics allows is ignored;
 - writes merge under a lock and replace the file atomically: two processes that update it at
@@ -36,6 +38,7 @@ from ..version import __version__
 from .curve import CURVE_POINTS
 
 MAX_RUNS = 5
+MAX_CURVE_RUNS = 64  # runs kept for a verify curve whose points were measured in different runs
 MAX_SECONDS = 600.0  # no single cost is ever this long: such a value is corrupt
 CURVE, SCALAR, ALPHAS = "curve", "scalar", "alphas"
 FORMAT = 2
@@ -161,7 +164,7 @@ def _parse(path: Path) -> tuple[dict[str, list], int]:
         good = [r for r in runs if _valid(_kind_of(key), r)]
         dropped += len(runs) - len(good)
         if good:
-            out[key] = good[-MAX_RUNS:]
+            out[key] = _trim(key, good)
     return out, dropped
 
 
@@ -183,9 +186,25 @@ def _summary(key: str, runs: list):
     width = max(len(r) for r in runs)
     curve: list[float | None] = []
     for i in range(width):
-        points = [r[i] for r in runs if i < len(r) and r[i] is not None]
+        points = [r[i] for r in runs if i < len(r) and r[i] is not None][-MAX_RUNS:]
         curve.append(_median(points) if points else None)
     return curve
+
+
+def _trim(key: str, runs: list) -> list:
+    """The runs a key keeps: the last MAX_RUNS, and for a verify curve every older run that
+    holds one of a point's last MAX_RUNS measurements (at most MAX_CURVE_RUNS runs)."""
+    if _kind_of(key) != CURVE:
+        return runs[-MAX_RUNS:]
+    seen: dict[int, int] = {}
+    kept = []
+    for run in reversed(runs):
+        points = [i for i, v in enumerate(run) if v is not None]
+        if any(seen.get(i, 0) < MAX_RUNS for i in points):
+            kept.append(run)
+        for i in points:
+            seen[i] = seen.get(i, 0) + 1
+    return kept[::-1][-MAX_CURVE_RUNS:]
 
 
 def load(*, warn: bool = True) -> dict:
@@ -211,7 +230,7 @@ def save(updates: dict) -> bool:
                     continue
                 if _kind_of(key) == ALPHAS:  # 4 decimals: a rate to 0.01%, and short to write
                     value = [round(a, 4) for a in value]
-                runs[key] = (runs.get(key, []) + [value])[-MAX_RUNS:]
+                runs[key] = _trim(key, runs.get(key, []) + [value])
             # no indent: json's C encoder (indent falls back to the pure-Python one, 40 ms)
             write_atomic(path, json.dumps({"format": FORMAT, "entries": runs},
                                           separators=(",", ":")))
