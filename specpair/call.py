@@ -25,6 +25,10 @@ from .drafters.suffix import SuffixConfig
 from .errors import InvalidOption
 
 LOOKUPS = ("none", "ngram", "suffix", "auto")
+# stop strings are looked for after every token: bounded as OpenAI bounds them (4), and in
+# length (45,000 stops once cost 26 ms a token)
+MAX_STOPS = 4
+MAX_STOP_CHARS = 256
 SCOPES = ("off", "key", "global")
 _LORA_NEEDS_MODEL = ("{{draft_lora}} adapts a model draft: add {{draft}} MODEL (the draft it "
                      "was trained for); this drafts with {draft!r}")
@@ -83,7 +87,7 @@ class CallOptions:
             raise InvalidOption(f"unknown option {unknown[0]!r}: the options of a call are "
                                 f"{', '.join(sorted(names))}")
         if options.get("stop") is not None:
-            options["stop"] = tuple(options["stop"])
+            options["stop"] = stop_strings(options["stop"])
         return cls(**options)
 
     def over(self, base: CallOptions) -> CallOptions:
@@ -110,6 +114,19 @@ class Call:
     @property
     def sampling(self) -> SamplingConfig:
         return self.config.sampling
+
+
+def stop_strings(stop: object) -> tuple[str, ...]:
+    """`stop` as the OpenAI API takes it: one string is one stop, a list is several. A string
+    must not become its characters (stop="User:" would stop at every "U", ":" ...)."""
+    if isinstance(stop, str):
+        stop = (stop,)
+    if not (isinstance(stop, (list, tuple)) and all(isinstance(s, str) for s in stop)):
+        raise InvalidOption(f"{{stop}} must be a string or a list of strings, got {stop!r}")
+    if len(stop) > MAX_STOPS or any(len(s) > MAX_STOP_CHARS for s in stop):
+        raise InvalidOption(f"{{stop}}: at most {MAX_STOPS} strings of at most "
+                            f"{MAX_STOP_CHARS} characters each")
+    return tuple(stop)
 
 
 def acceptance_rule(lenience: float = 1.0, accept: str = EXACT, *,
@@ -178,5 +195,5 @@ def resolve_call(pair: DraftOptions, options: CallOptions, *, partition: str = "
                 cache_domain="" if scope == "global" else partition)
 
 
-__all__ = ["LOOKUPS", "SCOPES", "Call", "CallOptions", "DraftOptions", "acceptance_rule",
-           "draft_tokens_for", "resolve_call"]
+__all__ = ["LOOKUPS", "MAX_STOPS", "MAX_STOP_CHARS", "SCOPES", "Call", "CallOptions",
+           "DraftOptions", "acceptance_rule", "draft_tokens_for", "resolve_call", "stop_strings"]

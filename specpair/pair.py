@@ -12,9 +12,11 @@ keyword arguments and become one frozen `DecodeConfig` per call.
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import numpy as np
 
@@ -29,6 +31,7 @@ from .call import (
     resolve_call,
 )
 from .core.drafter import Drafter
+from .core.files import writable
 from .core.prompt import encode_prompt
 from .core.sampling import SamplingConfig
 from .core.stats import DecodeStats
@@ -74,6 +77,11 @@ class Pair:
             self.resolver.verdict(options.draft)  # a pair that cannot work fails here
             if options.draft_lora:
                 self.resolver.check_lora(options.draft, options.draft_lora)
+        if options.suffix_store:
+            why = writable(Path(options.suffix_store))
+            if why is not None:  # checked before any decoding: the save comes after it
+                raise InvalidOption(f"{{suffix_store}} cannot be written ({why}): give a "
+                                    "path in a folder you can write")
         self._suffix: dict[str, SuffixCache] = {}
         self._domain: str | None = None  # whose prompt the models' caches hold (see stream)
 
@@ -245,7 +253,12 @@ class Pair:
             gen.notes += gen.stats.notes
             store = self.options.suffix_store
             if store and call.store and gen.tokens:
-                save_store(store, self.target, [gen.tokens], self.options.suffix)
+                try:
+                    save_store(store, self.target, [gen.tokens], self.options.suffix)
+                except OSError as e:  # the generation stands; only the store missed it
+                    note = f"warning: the suffix store {store} was not saved ({e.strerror})"
+                    gen.notes.append(note)
+                    print(f"specpair: {note}", file=sys.stderr)
 
     def generate(self, prompt: str | None = None, **options) -> Generation:
         """The whole generation (the keywords of `stream`)."""

@@ -140,3 +140,30 @@ def test_a_layers_fields_win_only_where_said():
     request = CallOptions(temperature=0.0)
     merged = request.over(server)
     assert (merged.temperature, merged.top_p, merged.max_tokens) == (0.0, 0.8, 100)
+
+
+# -- review (issue 43) --------------------------------------------------------------------------
+def test_a_stop_string_is_one_stop_not_its_characters():
+    """stop="zyx" (as the OpenAI API takes it) stops only at "zyx": the walk a->b->c never
+    writes it, so the generation runs to max_tokens; it used to stop at the first "x"."""
+    pair = specpair.load(ToyBackend(walk_table()), draft="none")
+    gen = pair.generate("a", stop="zyx", max_tokens=30)
+    assert gen.stats.finish == "max_tokens" and len(gen.text) == 30
+    gen = pair.generate("a", stop="xyz", max_tokens=30)
+    assert gen.stats.finish == "stop" and gen.text == "bcdefghijklmnopqrstuvw"
+    assert pair.generate("a", stop=["q", "zz"], max_tokens=30).text == "bcdefghijklmnop"
+
+
+@pytest.mark.parametrize("stop", [5, [1, 2], ["ok", None], {"a": 1}])
+def test_a_stop_that_is_not_strings_is_refused(stop):
+    pair = specpair.load(ToyBackend(walk_table()), draft="none")
+    with pytest.raises(SpecpairError, match="stop.*string"):
+        pair.generate("a", stop=stop, max_tokens=4)
+
+
+def test_a_negative_seed_is_refused_with_the_other_sampling_options():
+    with pytest.raises(SpecpairError, match="seed"):
+        resolve_call(DraftOptions(), CallOptions(seed=-1, temperature=0.7))
+    pair = specpair.load(ToyBackend(walk_table()), draft="none")
+    with pytest.raises(SpecpairError, match="seed"):
+        pair.generate("a", seed=-1, temperature=0.7, max_tokens=4)

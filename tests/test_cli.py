@@ -31,6 +31,8 @@ def assert_one_line_error(err, *words):
         # a typical-acceptance parameter without typical acceptance: refused, not ignored
         (["--typical-epsilon", "0.3"], ["--typical-epsilon", "--accept typical"]),
         (["--typical-delta", "0.1"], ["--typical-delta", "--accept typical"]),
+        # numpy takes no negative seed: it used to crash with a traceback after the load
+        (["--seed", "-1", "--temperature", "0.7"], ["--seed"]),
     ],
 )
 def test_bad_option_values_exit_2_before_loading_anything(capsys, option, words):

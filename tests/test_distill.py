@@ -24,7 +24,13 @@ except ImportError as e:
 
 from specpair.distillation import evaluate as ev  # noqa: E402
 from specpair.distillation.data import Scored, top_k  # noqa: E402
-from specpair.distillation.job import DistillConfig, _manifest  # noqa: E402
+from specpair.distillation.job import (  # noqa: E402
+    ADAPTER_FILE,
+    DistillConfig,
+    _manifest,
+    export_done,
+    record_losses,
+)
 from specpair.distillation.loss import distill_loss, divergences  # noqa: E402
 from specpair.distillation.prompts import read_prompts, split  # noqa: E402
 from specpair.distillation.train import TrainConfig, prepare, train  # noqa: E402
@@ -92,6 +98,74 @@ def test_sampled_acceptance_is_one_minus_total_variation_chained_over_positions(
     runs = ev.expected_runs(a, 2)
     assert runs.ravel().tolist() == pytest.approx([0.7, 0.7, 1.0, 0.0])  # past the end: 0
     assert ev.conditional([0.8, 0.4]) == pytest.approx([0.8, 0.5])
+
+
+def test_acceptance_and_loss_take_a_target_wider_than_its_draft():
+    """A 7B Qwen has 152,064 logit rows, the 0.5B draft 151,936: the evaluation's alphas and
+    the loss's top-k gather used to raise a broadcast/index error after an hour of training."""
+    p = np.log(np.array([[0.5, 0.3, 0.2, 1e-12, 1e-12]]))  # the target: 5 ids, 2 of padding
+    q = np.log(np.array([[0.8, 0.1, 0.1]]))  # the draft: 3 ids
+    assert ev.alphas(p, q, 1.0).tolist() == pytest.approx([0.5 + 0.1 + 0.1])
+    # and the other way round: a draft wider than its target is cut and renormalised
+    q_wide = np.log(np.array([[0.4, 0.05, 0.05, 0.5]]))
+    p_narrow = np.log(np.array([[0.5, 0.3, 0.2]]))
+    assert ev.alphas(p_narrow, q_wide, 1.0).tolist() == pytest.approx([0.5 + 0.1 + 0.1])
+    # the loss: the target's top-k holds an id (4) past the draft's width (3)
+    ids = torch.tensor([[0, 4]])
+    logp = torch.log(torch.tensor([[0.6, 0.1]]))
+    rest = torch.tensor([0.3])
+    logits = torch.log(torch.tensor([[0.6, 0.2, 0.2]]))
+    got = divergences(logits, ids, logp, rest)
+    assert math.isfinite(got["kl"]) and got["tv"] == pytest.approx(0.5 * (0.1 + 0.1), abs=1e-6)
+    loss = distill_loss(logits, ids, logp, rest, torch.tensor([1]))
+    assert math.isfinite(float(loss))
+
+
+def test_the_evaluation_keeps_each_prompt_and_resumes_after_the_time_limit(tmp_path):
+    """An evaluation longer than --max-minutes used to restart from nothing on every run."""
+    prompts = read_prompts(_jsonl(tmp_path, [f"prompt {i}" for i in range(5)]))
+    measured: list[str] = []
+
+    def measure(p):
+        measured.append(p.id)
+        side = ev.Side({k: np.full(k, 0.5) for k in ev.EVAL_KS})
+        return {"kind": "code", "greedy": {"before": side, "after": side},
+                "sampled": {"before": side, "after": side}}
+
+    clock = iter([False, False, True])
+    first = ev.measure_prompts(tmp_path / "eval", prompts, measure, advance=lambda n: None,
+                               out_of_time=lambda: next(clock))
+    assert first is None and len(measured) == 2
+    second = ev.measure_prompts(tmp_path / "eval", prompts, measure, advance=lambda n: None,
+                                out_of_time=lambda: False)
+    assert len(second) == 5 and len(measured) == 5  # the first two were not measured again
+    assert second[0]["greedy"]["after"].rate(4) == pytest.approx(0.5)
+
+
+def test_an_interrupted_merge_is_retried_and_losses_of_every_session_are_kept(tmp_path):
+    config = DistillConfig()
+    (tmp_path / ADAPTER_FILE).write_bytes(b"gguf")
+    assert not export_done(tmp_path, config)  # the adapter without DIR/merged: not done
+    assert export_done(tmp_path, DistillConfig(merged=False))
+    (tmp_path / "merged").mkdir()
+    assert export_done(tmp_path, config)
+    path = tmp_path / "losses.json"
+    record_losses(path, [{"step": 5, "loss": 2.0}, {"step": 10, "loss": 1.5}])
+    # resumed from the checkpoint at step 5: steps 10.. are redone, 5 is kept
+    record_losses(path, [{"step": 10, "loss": 1.4}, {"step": 15, "loss": 1.2}])
+    assert json.loads(path.read_text()) == [{"step": 5, "loss": 2.0}, {"step": 10, "loss": 1.4},
+                                            {"step": 15, "loss": 1.2}]
+
+
+def test_a_bad_held_out_fraction_is_refused_before_the_dir_is_written():
+    with pytest.raises(InvalidOption, match="held_out must be between 0 and 1"):
+        DistillConfig(held_out=20)
+
+
+def _jsonl(tmp_path, prompts) -> str:
+    f = tmp_path / "p.jsonl"
+    f.write_text("".join(json.dumps(p) + "\n" for p in prompts))
+    return str(f)
 
 
 # -- prompts and DIR ----------------------------------------------------------------------

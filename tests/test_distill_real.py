@@ -112,6 +112,13 @@ def test_bad_inputs_of_distill_are_one_line_errors(tmp_path, capsys, target_path
         err = capsys.readouterr().err
         assert code == exit_code and message in err, err
         assert len(err.strip().splitlines()) == 1, err
+    # a bad option leaves no DIR behind that would refuse the corrected one (it used to write
+    # distill.json first: "was made with --held-out 20")
+    code = main(["distill", "--target", "qwen2.5-coder-1.5b", "--draft", "qwen2.5-coder-0.5b",
+                 "--prompts", str(good), "--out", str(tmp_path / "h"), "--held-out", "20"])
+    err = capsys.readouterr().err
+    assert code == 2 and "--held-out must be between 0 and 1" in err, err
+    assert not (tmp_path / "h" / "distill.json").exists()
     # a DIR made for another pair
     (tmp_path / "d").mkdir(exist_ok=True)
     (tmp_path / "d" / "distill.json").write_text(json.dumps(

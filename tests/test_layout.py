@@ -10,7 +10,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "specpair"
 
 # Lower layers first. A module may import its own layer and the ones before it.
 LAYERS = [
-    {"errors", "version"},
+    {"errors", "version", "extras"},
     {"core"},
     {"models"},
     {"backends"},

@@ -111,6 +111,20 @@ def test_stop_strings_and_per_request_drafter(server):
      "speculative"),
     ({"messages": [{"role": "user", "content": "abc"}], "speculative": {"draft": "model"}},
      "may choose ngram, none"),
+    # fields the server does not implement are refused unless neutral, never silently ignored
+    ({"messages": [{"role": "user", "content": "abc"}], "logprobs": True}, "logprobs"),
+    ({"messages": [{"role": "user", "content": "abc"}], "top_logprobs": 3}, "top_logprobs"),
+    ({"messages": [{"role": "user", "content": "abc"}], "frequency_penalty": 0.5},
+     "frequency_penalty is not supported"),
+    ({"messages": [{"role": "user", "content": "abc"}], "presence_penalty": -1},
+     "presence_penalty"),
+    ({"messages": [{"role": "user", "content": "abc"}], "logit_bias": {"5": 100}},
+     "logit_bias"),
+    # stops are bounded as OpenAI bounds them: each is scanned after every token
+    ({"messages": [{"role": "user", "content": "abc"}], "stop": ["a", "b", "c", "d", "e"]},
+     "at most 4 stop"),
+    ({"messages": [{"role": "user", "content": "abc"}], "stop": "x" * 300},
+     "at most 256 characters"),
 ])
 def test_bad_requests_get_400_with_an_openai_error_body(server, body, words):
     url, _ = server
@@ -127,8 +141,33 @@ def test_unknown_fields_are_accepted_and_ignored(server):
     url, _ = server
     r = httpx.post(url + "/v1/chat/completions", json={
         "messages": [{"role": "user", "content": "abc"}], "max_tokens": 2, "user": "me",
-        "frequency_penalty": 0})
+        "frequency_penalty": 0, "presence_penalty": 0.0, "logprobs": False, "logit_bias": {}})
     assert r.status_code == 200
+
+
+class TemplateToy(SlowToy):
+    """Renders each message as role letter + content, so a dropped turn shows."""
+
+    seen: list = []
+
+    def chat_prompt(self, messages):
+        TemplateToy.seen.append([m["role"] for m in messages])
+        return super().chat_prompt(messages)
+
+
+def test_a_developer_message_is_the_system_prompt_not_dropped():
+    backend = TemplateToy(walk_table(), n_ctx=256)
+    pair = specpair.load(backend, draft="none", n_ctx=256, fresh=True)
+    engine = Engine(pair, max_queue=2)
+    app = create_app(engine, ServeSettings(model="toy", drafter="none", max_tokens_cap=64,
+                                           defaults=CallOptions()))
+    TemplateToy.seen.clear()
+    with running(app) as url:
+        r = httpx.post(url + "/v1/chat/completions", json={
+            "messages": [{"role": "developer", "content": "ab"},
+                         {"role": "user", "content": "cd"}], "max_tokens": 2})
+    assert r.status_code == 200, r.text
+    assert TemplateToy.seen and TemplateToy.seen[-1] == ["system", "user"]
 
 
 def test_api_key_and_body_size_limit():

@@ -301,3 +301,46 @@ def test_saving_and_loading_the_store_works_in_proportion_to_what_changed(tmp_pa
     cache = load_store(path, Vocab(50), config)
     assert len(touched) == cache.cached_tokens <= 1000  # the tree holds what the bounds keep
     assert read_store(path, Vocab(50))[-1] == [1, 2, 3]
+
+
+def test_a_run_with_smaller_bounds_never_wipes_what_others_keep(tmp_path):
+    """`--suffix-max-cached-tokens 0` ("no global tree") once rewrote a store past its
+    compaction size empty (300 stored outputs became 0)."""
+    path = tmp_path / "suffix.json"
+    big = SuffixConfig(max_cached_tokens=2000)
+    for i in range(300):
+        save_store(path, Vocab(50), [[i % 50, 1, 2, 3, 4, 5]], big)
+    before = read_store(path, Vocab(50))
+    assert len(before) == 300  # all 300 (1800 tokens) are within the bounds
+    save_store(path, Vocab(50), [[9, 9, 9]], SuffixConfig(max_cached_tokens=0))
+    assert read_store(path, Vocab(50)) == before  # a run with no global tree stores nothing
+    small = SuffixConfig(max_cached_tokens=12)
+    for _ in range(3):  # past the small bound's compaction size many times over
+        save_store(path, Vocab(50), [[7, 7, 7]], small)
+    after = read_store(path, Vocab(50))
+    assert after[:len(before)] == before and after[-1] == [7, 7, 7]
+    assert load_store(path, Vocab(50), big).cached_tokens >= 1800
+
+
+def test_an_unwritable_store_is_refused_before_decoding_and_a_failed_save_keeps_the_result(
+        tmp_path, capsys):
+    import specpair
+
+    from .toy import ToyBackend, walk_table
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    with pytest.raises(SpecpairError, match="suffix_store cannot be written"):
+        specpair.load(ToyBackend(walk_table()), draft="suffix",
+                      suffix_store=str(blocker / "store.json"))
+    # the folder goes away while the pair decodes: the generation is kept, the save warns
+    folder = tmp_path / "gone"
+    folder.mkdir()
+    pair = specpair.load(ToyBackend(walk_table()), draft="suffix",
+                         suffix_store=str(folder / "store.json"))
+    folder.rmdir()
+    folder.write_text("now a file")
+    gen = pair.generate("abcdefgh", max_tokens=8)
+    assert gen.text == "ijklmnop"
+    assert any("suffix store" in n and "not saved" in n for n in gen.notes)
+    assert "not saved" in capsys.readouterr().err

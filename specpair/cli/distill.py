@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import argparse
 
-from .common import require, say, write_json
+from ..extras import require_extra
+from .common import say, write_json
 
 
 def add(sub) -> None:
@@ -103,7 +104,7 @@ class _Bars:
 
 
 def run(args: argparse.Namespace) -> int:
-    require("distill", "peft", "specpair distill")
+    require_extra("distill", "specpair distill")
     from ..distillation.job import DistillConfig
     from ..distillation.job import run as distill
 

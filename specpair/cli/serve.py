@@ -62,10 +62,9 @@ def run(args: argparse.Namespace) -> int:
     import ipaddress
     import logging
 
-    from .common import require
+    from ..extras import require_extra
 
-    for module in ("fastapi", "uvicorn", "sse_starlette", "prometheus_client"):
-        require("serve", module, "specpair serve")
+    require_extra("serve", "specpair serve")
     import uvicorn
 
     from .. import load

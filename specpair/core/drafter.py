@@ -139,5 +139,15 @@ def fit_to_vocab(draft: Draft, n_vocab: int) -> Draft:
         return draft
     q = np.asarray(q.cpu() if hasattr(q, "cpu") else q)  # widths differ: two engines' vocabularies
     if q.shape[-1] < n_vocab:
-        return Draft(draft.tokens, np.pad(q, ((0, 0), (0, n_vocab - q.shape[-1]))), draft.kind)
+        return Draft(draft.tokens, fit_width(q, n_vocab), draft.kind)
     return restricted(draft, q[:, :n_vocab])
+
+
+def fit_width(q: np.ndarray, n_vocab: int) -> np.ndarray:
+    """Distributions `q` [n, V_q] at width `n_vocab`: padded with ids of probability 0, or cut
+    to the first n_vocab ids and renormalised (a row with no mass left stays 0)."""
+    if q.shape[-1] < n_vocab:
+        return np.pad(q, ((0, 0), (0, n_vocab - q.shape[-1])))
+    q = q[:, :n_vocab]
+    mass = q.sum(axis=1, keepdims=True)
+    return np.divide(q, mass, out=np.zeros_like(q), where=mass > 0)

@@ -32,3 +32,23 @@ def write_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
+
+
+def writable(path: Path) -> str | None:
+    """Why `path` cannot be created or replaced, or None when it can: the nearest folder that
+    exists must be a folder this process may write (a file in the way, or a read-only folder,
+    would fail only at the first write, after the work it was to keep)."""
+    path = Path(path)
+    if path.is_dir():
+        return f"{path} is a folder"
+    if path.exists() and not os.access(path, os.W_OK):
+        return f"{path} is not writable"
+    parent = path.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        return f"{parent} is not a folder"
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return f"{parent} is not writable"
+    return None
+

@@ -49,6 +49,9 @@ class SamplingConfig:
             raise InvalidOption(f"{{top_p}} must be in (0, 1] (1 = off), got {self.top_p}")
         if not 0 <= self.min_p < 1:
             raise InvalidOption(f"{{min_p}} must be in [0, 1) (0 = off), got {self.min_p}")
+        if self.seed is not None and not 0 <= self.seed < 2**64:
+            # numpy's generators take only non-negative seeds: refused here, before a model loads
+            raise InvalidOption(f"{{seed}} must be an integer in [0, 2**64), got {self.seed}")
 
     @property
     def greedy(self) -> bool:

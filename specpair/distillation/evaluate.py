@@ -19,7 +19,8 @@ a flat (GPU-like) curve with `advise --what-if`'s formula.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +30,8 @@ from ..auto.costmodel import CostModel, predicted_speedup
 from ..auto.costs import measure_costs
 from ..backends import BackendConfig, load_backend
 from ..core.backend import Backend
+from ..core.drafter import fit_width
+from ..core.files import write_atomic
 from ..errors import InvalidOption
 from .data import Scored
 from .prompts import Prompt
@@ -70,13 +73,16 @@ def expected_runs(alpha: np.ndarray, k: int) -> np.ndarray:
 
 
 def alphas(p_logits: np.ndarray, q_logits: np.ndarray, temperature: float) -> np.ndarray:
-    """alpha_i = sum_x min(p_i(x), q_i(x)) after the temperature (both distributions)."""
+    """alpha_i = sum_x min(p_i(x), q_i(x)) after the temperature (both distributions). The
+    two models' widths may differ by padding rows (a 7B Qwen has 152,064, the 0.5B 151,936):
+    q is fitted to the target's width as the decode loop fits a draft (`fit_width`)."""
     def probs(x):
         z = x.astype(np.float64) / temperature
         z -= z.max(-1, keepdims=True)
         e = np.exp(z)
         return e / e.sum(-1, keepdims=True)
-    return np.minimum(probs(p_logits), probs(q_logits)).sum(-1)
+    p = probs(p_logits)
+    return np.minimum(p, fit_width(probs(q_logits), p.shape[-1])).sum(-1)
 
 
 @dataclass
@@ -179,65 +185,104 @@ def costs(target: Backend, base: Backend, tuned: Backend, prompt: Sequence[int],
              "after": float(np.median([r[1] for r in rounds]))})
 
 
+def _side_to_json(side: Side) -> dict:
+    return {str(k): v.tolist() for k, v in side.survival.items()}
+
+
+def _side_from_json(data: dict) -> Side:
+    return Side({int(k): np.asarray(v) for k, v in data.items()})
+
+
+def measure_prompts(folder: Path, held: list[Prompt], measure: Callable[[Prompt], dict | None],
+                    *, advance, out_of_time) -> list[dict] | None:
+    """Each held-out prompt's sides, measured once: a prompt's result is kept in
+    `folder`/ID.json (written whole) as stage 1 keeps each sequence, so a run stopped by its
+    time limit resumes at the first prompt without one. `measure` returns
+    {"kind", "greedy": {"before", "after"}, "sampled": {...}} of Sides, or None for a prompt
+    with no completion. None: out of time."""
+    folder.mkdir(parents=True, exist_ok=True)
+    results = []
+    for p in held:
+        path = folder / f"{p.id}.json"
+        if path.exists():
+            data = json.loads(path.read_text())
+        else:
+            if out_of_time():
+                return None
+            got = measure(p)
+            data = {"empty": True} if got is None else {
+                "kind": got["kind"],
+                **{mode: {when: _side_to_json(got[mode][when]) for when in ("before", "after")}
+                   for mode in ("greedy", "sampled")}}
+            write_atomic(path, json.dumps(data) + "\n")
+        advance(1)
+        if not data.get("empty"):
+            results.append({"kind": data["kind"], **{
+                mode: {when: _side_from_json(data[mode][when]) for when in ("before", "after")}
+                for mode in ("greedy", "sampled")}})
+    return results
+
+
 def run_stage(out: Path, tpair, draft_path: str, adapter: Path, held: list[Prompt],
               kinds: dict[str, str], verify_prompt: list[int], *, eval_temperature: float,
               advance, out_of_time, n_ctx: int, threads: int | None) -> dict | None:
-    """Stage 4 over the held-out prompts (None: out of time; nothing is written then)."""
+    """Stage 4 over the held-out prompts (None: out of time; the prompts measured so far are
+    kept in DIR/eval/, and the next run goes on from them)."""
     bc = BackendConfig(n_ctx=n_ctx, threads=threads)
     base = load_backend(draft_path, bc)
     tuned = load_backend(draft_path, BackendConfig(n_ctx=n_ctx, threads=threads,
                                                    lora=str(adapter)))
     target = tpair.target
-    sides: dict[str, dict[str, list]] = {"greedy": {"before": [], "after": []},
-                                         "sampled": {"before": [], "after": []}}
-    prompt_kinds: list[str] = []
-    for p in held:
-        if out_of_time():
-            return None
+
+    def measure(p: Prompt) -> dict | None:
         g = Scored.load(out / "data" / "held" / f"{p.id}.greedy.npz")
         s = Scored.load(out / "data" / "held" / f"{p.id}.sampled.npz")
         if not len(g.completion) or not len(s.completion):
-            advance(1)
-            continue
-        prompt_kinds.append(kinds.get(p.id, "prompt"))
-        sides["greedy"]["before"].append(greedy_side(completion_logits(base, g), g))
-        sides["greedy"]["after"].append(greedy_side(completion_logits(tuned, g), g))
+            return None
         p_logits = completion_logits(target, s)
-        for when, model in (("before", base), ("after", tuned)):
-            a = alphas(p_logits, completion_logits(model, s), eval_temperature)
-            sides["sampled"][when].append(sampled_side(a))
-        advance(1)
-    if not prompt_kinds:
-        raise InvalidOption("no held-out prompt has a completion: give more prompts")
-    verify, draft_cost = costs(target, base, tuned, verify_prompt)
+        return {"kind": kinds.get(p.id, "prompt"),
+                "greedy": {"before": greedy_side(completion_logits(base, g), g),
+                           "after": greedy_side(completion_logits(tuned, g), g)},
+                "sampled": {when: sampled_side(alphas(p_logits, completion_logits(model, s),
+                                                      eval_temperature))
+                            for when, model in (("before", base), ("after", tuned))}}
+
+    try:
+        results = measure_prompts(out / "eval", held, measure, advance=advance,
+                                  out_of_time=out_of_time)
+        if results is None:
+            return None
+        if not results:
+            raise InvalidOption("no held-out prompt has a completion: give more prompts")
+        verify, draft_cost = costs(target, base, tuned, verify_prompt)
+    finally:
+        base.close()
+        tuned.close()
+    prompt_kinds = [r["kind"] for r in results]
     report: dict = {"target": Path(target.path).name, "draft": Path(draft_path).name,
                     "adapter": adapter.name, "held_out_prompts": len(prompt_kinds),
                     "eval_temperature": eval_temperature, "device": target.device}
     for mode in ("greedy", "sampled"):
-        report[mode] = compare(sides[mode]["before"], sides[mode]["after"])
+        report[mode] = compare([r[mode]["before"] for r in results],
+                               [r[mode]["after"] for r in results])
         for kind in sorted(set(prompt_kinds)):
-            pick = [i for i, k in enumerate(prompt_kinds) if k == kind]
+            pick = [r for r in results if r["kind"] == kind]
             report.setdefault("by_kind", {}).setdefault(kind, {})[mode] = compare(
-                [sides[mode]["before"][i] for i in pick], [sides[mode]["after"][i] for i in pick])
+                [r[mode]["before"] for r in pick], [r[mode]["after"] for r in pick])
     step = verify[0]
     report["costs"] = {"target_step_seconds": step, "verify_curve": [v / step for v in verify],
                        "draft_seconds_per_token": draft_cost,
                        "draft_relative_cost": {k: v / step for k, v in draft_cost.items()},
                        "lora_overhead": draft_cost["after"] / draft_cost["before"] - 1}
     report["predicted_speedup"] = speedups(report, verify=verify, draft_cost=draft_cost)
-    base.close()
-    tuned.close()
     return report
 
 
 def plot(report: dict, path: Path) -> None:
-    try:
-        import matplotlib
+    import matplotlib  # the [distill] extra, checked when the run started
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return  # the [plot] extra: the figures are in eval.json either way
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.5), sharey=True)
     for ax, mode in zip(axes, ("greedy", "sampled")):
         row = report[mode]["8"]
@@ -257,5 +302,5 @@ def plot(report: dict, path: Path) -> None:
 
 
 __all__ = ["EVAL_KS", "Side", "alphas", "compare", "completion_logits", "conditional", "costs",
-           "expected_runs", "greedy_side", "plot", "run_stage", "runs", "sampled_side",
-           "speedups"]
+           "expected_runs", "greedy_side", "measure_prompts", "plot", "run_stage", "runs",
+           "sampled_side", "speedups"]

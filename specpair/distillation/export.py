@@ -141,12 +141,13 @@ def run_stage(out: Path, model, draft_path: str, target_path: str,
 
             model = PeftModel.from_pretrained(load_draft(draft_path, dtype=torch.float32),
                                               str(out / "adapter"))
-        factors, alpha, rank_of = lora_factors(model), alpha, "lora"
+        # read the factors before merging: merge_and_unload folds the LoRA layers away
+        factors, alpha, rank_of = list(lora_factors(model)), alpha, "lora"
+        if merged:  # before the adapter: the adapter's file is what marks the stage done
+            _merge(out, model, draft_path)
     write_adapter(adapter, factors, base=draft_path, target=target_path,
                   alpha=alpha, base_sha256=sha256_of(draft_path),
                   target_sha256=sha256_of(target_path), rank_of=rank_of)
-    if merged and not full:
-        _merge(out, model, draft_path)
 
 
 def _merge(out: Path, model, draft_path: str) -> None:

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from ..core.files import write_atomic
 from ..errors import IncompatiblePair, InvalidOption, SpecpairError
+from ..extras import require_extra
 from ..models import resolve_model
 from .data import DEFAULT_MAX_NEW_TOKENS, DEFAULT_TOP_K, Job, load_all, make
 from .prompts import DEFAULT_HELD_OUT, Prompt, read_prompts, split
@@ -81,6 +82,9 @@ class DistillConfig:
                                  ("batch", self.batch, 1)):
             if value < low:
                 raise InvalidOption(f"{{{name}}} must be >= {low}, got {value}")
+        if not 0 < self.held_out < 1:
+            raise InvalidOption(f"{{held_out}} must be between 0 and 1 (a fraction of the "
+                                f"prompts), got {self.held_out}")
         if self.epochs <= 0 or self.temperature < 0 or self.eval_temperature <= 0:
             raise InvalidOption("{epochs} and {eval_temperature} must be > 0, "
                                 "{temperature} >= 0")
@@ -169,6 +173,8 @@ def run(*, target: str, draft: str, prompts: str, out: str,
         threads: int | None = None, n_ctx: int = 2048,
         stages: Stages | None = None) -> Outcome:
     """Distil `draft` toward `target` on the prompts of a JSONL file, in DIR `out`."""
+    # every package of the extra, before an hour of work (stage 4 imports scipy at its end)
+    require_extra("distill", "specpair distill")
     try:
         return _run(target=target, draft=draft, prompts=prompts, out=Path(out),
                     config=config or DistillConfig(), deadline=Deadline(max_minutes),
@@ -193,6 +199,7 @@ def _run(*, target: str, draft: str, prompts: str, out: Path, config: DistillCon
         raise InvalidOption("{draft} must be a GGUF file or a named model: the adapter is "
                             "exported for llama.cpp")
     _check_vocabulary(target, draft)
+    split(all_prompts, config.held_out)  # every input is checked before DIR is written to
     _manifest(out, target_path, draft_path, config)
     train_prompts, held_prompts = _split(out, all_prompts, config.held_out)
     kinds = {p.id: p.kind for p in all_prompts}
@@ -221,7 +228,7 @@ def _run(*, target: str, draft: str, prompts: str, out: Path, config: DistillCon
     # -- 3. export --------------------------------------------------------------------------
     outcome.stage = "export"
     adapter = out / ADAPTER_FILE
-    if not adapter.exists():
+    if not export_done(out, config):
         done = stages.stage("export", 1, "files")
         from .export import run_stage as export
 
@@ -249,6 +256,28 @@ def _run(*, target: str, draft: str, prompts: str, out: Path, config: DistillCon
     outcome.report = json.loads(eval_file.read_text())
     outcome.complete, outcome.stage = True, "done"
     return outcome
+
+
+def export_done(out: Path, config: DistillConfig) -> bool:
+    """Stage 3 is done when its last file is written: the adapter, which export writes after
+    DIR/merged (a merge interrupted before it is therefore retried). A DIR from before that
+    order may hold the adapter without the merged folder: that counts as not done too."""
+    merged = config.merged and not config.full
+    return (out / ADAPTER_FILE).exists() and (not merged or (out / "merged").exists())
+
+
+def record_losses(path: Path, losses: list[dict]) -> None:
+    """Add this session's training losses to DIR/losses.json: a resumed run's steps replace
+    the ones at and after its first step (the steps it redid), earlier sessions' stay."""
+    old: list[dict] = []
+    if path.exists():
+        try:
+            old = json.loads(path.read_text())
+        except ValueError:
+            old = []
+    first = min((e["step"] for e in losses), default=None)
+    kept = [e for e in old if first is None or e["step"] < first]
+    write_atomic(path, json.dumps(kept + losses) + "\n")
 
 
 def _stopped(outcome: Outcome, stages: Stages, what: str) -> Outcome:
@@ -315,7 +344,7 @@ def _train(out: Path, draft_path: str, config: DistillConfig, stages: Stages,
     advance = stages.stage("train", tc.steps(len(sequences)), "steps")
     result = train(model, sequences, out=out / "train", config=tc, advance=advance,
                    out_of_time=deadline)
-    (out / "losses.json").write_text(json.dumps(result.losses) + "\n")
+    record_losses(out / "losses.json", result.losses)
     return model, result.max_steps - result.steps
 
 
@@ -334,4 +363,5 @@ def _save_trained(model, folder: Path, draft_path: str, *, full: bool) -> None:
     tmp.rename(folder)
 
 
-__all__ = ["ADAPTER_FILE", "DATA_MODES", "DistillConfig", "Outcome", "Stages", "run"]
+__all__ = ["ADAPTER_FILE", "DATA_MODES", "DistillConfig", "Outcome", "Stages", "export_done",
+           "record_losses", "run"]

@@ -17,6 +17,8 @@ anchor toward the text itself).
 
 from __future__ import annotations
 
+import math
+
 from ..errors import missing_extra
 
 try:
@@ -30,11 +32,22 @@ DEFAULT_CE_WEIGHT = 0.1
 _EPS = 1e-8
 
 
+def log_q_at(logq_all: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """log q at the target's token ids. The target may be wider than the draft by padding rows
+    (a 7B Qwen has 152,064, the 0.5B draft 151,936): an id the draft lacks has q = 0 there,
+    taken as log(eps) so that the divergence stays finite, as the decode loop pads a draft's q
+    with zeros (`fit_width`)."""
+    width = logq_all.shape[-1]
+    inside = ids < width
+    got = logq_all.gather(-1, ids.long().clamp_max(width - 1))
+    return torch.where(inside, got, torch.full_like(got, math.log(_EPS)))
+
+
 def _bucketed(draft_logits: torch.Tensor, ids: torch.Tensor, logp: torch.Tensor,
               rest: torch.Tensor):
     """(p over k + 1 outcomes, log q over the same), float32: [n, k + 1] each."""
     logq_all = torch.log_softmax(draft_logits.float(), dim=-1)
-    logq_k = logq_all.gather(-1, ids.long())
+    logq_k = log_q_at(logq_all, ids)
     q_rest = (1.0 - logq_k.exp().sum(-1)).clamp_min(_EPS)
     p = torch.cat([logp.float().exp(), rest.float().clamp_min(0.0).unsqueeze(-1)], dim=-1)
     logq = torch.cat([logq_k, q_rest.log().unsqueeze(-1)], dim=-1)
@@ -63,7 +76,7 @@ def distill_loss(draft_logits: torch.Tensor, ids: torch.Tensor, logp: torch.Tens
         raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
     p, logq, logq_all = _bucketed(draft_logits, ids, logp, rest)
     main = forward_kl(p, logq) if loss == "kl" else total_variation(p, logq)
-    ce = -logq_all.gather(-1, tokens.long().unsqueeze(-1)).squeeze(-1)
+    ce = -log_q_at(logq_all, tokens.unsqueeze(-1)).squeeze(-1)
     return (main + ce_weight * ce).mean()
 
 
@@ -75,4 +88,4 @@ def divergences(draft_logits: torch.Tensor, ids: torch.Tensor, logp: torch.Tenso
 
 
 __all__ = ["DEFAULT_CE_WEIGHT", "DEFAULT_LOSS", "LOSSES", "distill_loss", "divergences",
-           "forward_kl", "total_variation"]
+           "forward_kl", "log_q_at", "total_variation"]

@@ -296,48 +296,68 @@ def save_store(path: str | os.PathLike, backend, new: Sequence[Sequence[int]],
     is the new tokens (it used to rebuild a tree of the whole store to choose what to keep, at
     the end of every generation). Once the file holds more than COMPACT_FACTOR times what the
     bounds keep, it is rewritten with what they keep, atomically (amortised: a constant per
-    token saved). A damaged file or another format is rewritten."""
+    token saved). A damaged file or another format is rewritten.
+
+    The store is shared by runs with different bounds: a compaction keeps what the largest
+    bounds any run has saved with keep (the header records them), so one run with smaller
+    bounds never drops what another's keep. A run whose global tree is off (a bound of 0)
+    stores nothing."""
+    if not (config.max_cached_tokens > 0 and config.max_cached_requests > 0):
+        return
     path = Path(path)
     fingerprint = tokenizer_fingerprint(backend)
     path.parent.mkdir(parents=True, exist_ok=True)
     rows = [list(map(int, seq)) for seq in new if len(seq)]
-    header = json.dumps({"format": STORE_FORMAT, "tokenizer": fingerprint})
     with locked(path):
-        current = _header_ok(path, fingerprint)
-        if current and path.stat().st_size <= COMPACT_FACTOR * _bound_bytes(config):
+        header = _header(path, fingerprint)
+        tokens = max(config.max_cached_tokens, _bound(header, "max_cached_tokens"))
+        requests = max(config.max_cached_requests, _bound(header, "max_cached_requests"))
+        if header is not None and header.get("whole") and \
+                tokens == _bound(header, "max_cached_tokens") and \
+                requests == _bound(header, "max_cached_requests") and \
+                path.stat().st_size <= COMPACT_FACTOR * _bound_bytes(tokens):
             with open(path, "a") as f:
                 f.write("".join(json.dumps(r) + "\n" for r in rows))
             return
         old = _read_store(path, fingerprint) or []
-        kept = newest_within([*old, *rows], config)
-        write_atomic(path, header + "\n" + "".join(json.dumps(r) + "\n" for r in kept))
+        keep = SuffixConfig(max_cached_tokens=tokens, max_cached_requests=requests)
+        kept = newest_within([*old, *rows], keep)
+        first = json.dumps({"format": STORE_FORMAT, "tokenizer": fingerprint,
+                            "max_cached_tokens": tokens, "max_cached_requests": requests})
+        write_atomic(path, first + "\n" + "".join(json.dumps(r) + "\n" for r in kept))
 
 
 COMPACT_FACTOR = 2
 _TOKEN_BYTES = 8  # a token id of up to 6 digits, its comma and space, in a JSON line
 
 
-def _bound_bytes(config: SuffixConfig) -> int:
-    return max(4096, config.max_cached_tokens * _TOKEN_BYTES)
+def _bound_bytes(max_cached_tokens: int) -> int:
+    return max(4096, max_cached_tokens * _TOKEN_BYTES)
 
 
-def _header_ok(path: Path, fingerprint: str) -> bool:
-    """Whether `path` is a format-2 store of this tokenizer that ends with a whole line (so an
-    append lands on a line of its own); refuses another tokenizer's, as reading does."""
+def _bound(header: dict | None, name: str) -> int:
+    value = (header or {}).get(name)
+    return value if isinstance(value, int) and value > 0 else 0
+
+
+def _header(path: Path, fingerprint: str) -> dict | None:
+    """The header of a format-2 store of this tokenizer, with "whole": whether the file ends
+    with a whole line (so an append lands on a line of its own); None for a missing, damaged
+    or other-format file; refuses another tokenizer's, as reading does."""
     try:
         with open(path, "rb") as f:
             first = f.readline()
             f.seek(0, os.SEEK_END)
             if f.tell() == 0:
-                return False
+                return None
             f.seek(-1, os.SEEK_END)
             whole = f.read(1) == b"\n"
         header = json.loads(first)
     except (OSError, ValueError):
-        return False
+        return None
     if not isinstance(header, dict) or header.get("format") != STORE_FORMAT:
-        return False
+        return None
     if header.get("tokenizer") != fingerprint:
         raise InvalidOption(f"suffix store {path} was written for another tokenizer: give "
                             "another {suffix_store} path (or delete it)")
-    return whole
+    return {**header, "whole": whole}

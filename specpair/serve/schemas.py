@@ -10,6 +10,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from ..call import MAX_STOP_CHARS, MAX_STOPS
 from ..core.stats import DecodeStats
 
 
@@ -39,6 +40,13 @@ class Message(BaseModel):
     role: Literal["system", "user", "assistant", "tool", "developer"]
     content: str | list[dict] | None = None
 
+    @field_validator("role")
+    @classmethod
+    def _developer_is_system(cls, value):
+        # OpenAI's newer clients send their instructions as "developer"; chat templates know
+        # only "system" (Qwen's renders nothing for another role: the instructions vanished)
+        return "system" if value == "developer" else value
+
     @field_validator("content")
     @classmethod
     def _text(cls, value):
@@ -64,9 +72,25 @@ class Message(BaseModel):
         return self.content or ""
 
 
+# OpenAI fields this server does not implement: accepted at their neutral value only, refused
+# otherwise (a request that asks for log-probabilities or a penalty must not get text made
+# without them as if it had)
+NEUTRAL = {"logprobs": 0, "top_logprobs": 0, "frequency_penalty": 0, "presence_penalty": 0,
+           "repetition_penalty": 1, "logit_bias": {}}
+
+
+def _is_neutral(value: object, neutral: object) -> bool:
+    if value is None or value is False:
+        return True
+    if isinstance(value, bool) or not isinstance(value, (int, float, dict)):
+        return False
+    return value == neutral
+
+
 class _Common(BaseModel):
-    # Unknown fields (user, frequency_penalty, logprobs...) are accepted and ignored, as
-    # OpenAI-compatible servers do; known fields of the wrong type are a 400.
+    # Unknown fields (user, metadata...) are accepted and ignored, as OpenAI-compatible servers
+    # do; known fields of the wrong type are a 400, and so are the unimplemented ones (NEUTRAL)
+    # set to anything but their neutral value.
     model_config = ConfigDict(extra="allow")
     model: str | None = None
     max_tokens: int | None = Field(default=None, ge=1)
@@ -83,12 +107,27 @@ class _Common(BaseModel):
     @field_validator("stop")
     @classmethod
     def _stop_text(cls, value):
-        for s in [value] if isinstance(value, str) else (value or []):
+        stops = [value] if isinstance(value, str) else (value or [])
+        if len(stops) > MAX_STOPS:  # each stop is looked for after every token
+            raise ValueError(f"at most {MAX_STOPS} stop sequences, got {len(stops)}")
+        for s in stops:
             _utf8(s)
+            if len(s) > MAX_STOP_CHARS:
+                raise ValueError(f"a stop sequence has at most {MAX_STOP_CHARS} characters, "
+                                 f"got {len(s)}")
         return value
     stream: bool = False
     stream_options: StreamOptions | None = None
     speculative: Speculative | None = None
+
+    @model_validator(mode="after")
+    def _unimplemented_are_neutral(self):
+        extra = self.model_extra or {}
+        for name, neutral in NEUTRAL.items():
+            if name in extra and not _is_neutral(extra[name], neutral):
+                raise ValueError(f"{name} is not supported by this server: leave it out or "
+                                 f"set it to {neutral!r}")
+        return self
 
     def stops(self) -> tuple[str, ...]:
         if self.stop is None:
