@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -60,6 +61,11 @@ class Drafting:
         return "none" if self.drafter is None else self.drafter.name
 
 
+# all partitions' suffix trees together hold at most this many times one tree's token bound
+# (~50 MB each at the defaults), and at most 64 times as many trees (empty ones cost little)
+KEY_TREES = 4
+
+
 def _noting(load, used: list[str], spec: str):
     def noted():
         drafter = load()
@@ -82,7 +88,8 @@ class Pair:
             if why is not None:  # checked before any decoding: the save comes after it
                 raise InvalidOption(f"{{suffix_store}} cannot be written ({why}): give a "
                                     "path in a folder you can write")
-        self._suffix: dict[str, SuffixCache] = {}
+        # the global suffix trees by partition, least recently used first (see suffix_cache)
+        self._suffix: OrderedDict[str, SuffixCache] = OrderedDict()
         self._domain: str | None = None  # whose prompt the models' caches hold (see stream)
 
     # -- what the pair holds --------------------------------------------------------------
@@ -96,12 +103,23 @@ class Pair:
         return self.resolver.target_spec
 
     def suffix_cache(self, partition: str = "") -> SuffixCache:
-        """The global suffix tree of one partition (an API key's, or everyone's)."""
+        """The global suffix tree of one partition (an API key's, or everyone's).
+
+        Each tree is bounded (`SuffixConfig`), and so is their number: a server sees keys
+        without end, so all the trees together hold at most KEY_TREES x one tree's token
+        bound, the least recently used partition's tree dropped first (never the one asked
+        for)."""
         if partition not in self._suffix:
             store = self.options.suffix_store
             self._suffix[partition] = (load_store(store, self.target, self.options.suffix)
                                        if store and not partition else
                                        SuffixCache(self.options.suffix))
+        self._suffix.move_to_end(partition)
+        budget = KEY_TREES * max(1, self.options.suffix.max_cached_tokens)
+        while len(self._suffix) > 1 and (
+                sum(c.cached_tokens for c in self._suffix.values()) > budget
+                or len(self._suffix) > KEY_TREES * 64):
+            self._suffix.popitem(last=False)
         return self._suffix[partition]
 
     # -- one call ---------------------------------------------------------------------------

@@ -168,3 +168,29 @@ def test_a_busy_run_stores_acceptance_but_no_timings(cache):
     p.drafter.cpu_seconds = 3.8  # 95%: idle machine
     assert remember(p, config=BackendConfig(threads=2)) is True
     assert costs.load()[p.target_key][0] == pytest.approx(0.05)
+
+
+def test_a_stream_read_slowly_is_not_judged_busy(cache):
+    """The busy check divided CPU time by the generator's whole life, including the time it
+    waited at `yield` while the caller forwarded a piece: a UI reading 20 ms a piece was
+    judged busy, and no cost was ever stored."""
+    import time
+
+    class Burning(ScriptBackend):  # each eval takes real CPU, as a model's would
+        def eval(self, tokens, *, all_logits=True):
+            end = time.process_time() + 0.004
+            while time.process_time() < end:
+                pass
+            return super().eval(tokens, all_logits=all_logits)
+
+    target = Burning([0] * 30, vocab=8, clock=FakeClock(), cost=lambda n: 1.0)
+    target.device = "CPU (test)"
+    p = plan(target, "gguf", BackendConfig(threads=1), free=[NgramDrafter()], kind="raw")
+    waited = 0.0
+    for _ in decode_steps(target, p.drafter, [1, 2, 3], config=DecodeConfig(max_tokens=20),
+                          rng=np.random.default_rng(0)):
+        time.sleep(0.02)  # the caller, forwarding the piece
+        waited += 0.02
+    assert p.drafter.wall_seconds < waited / 2
+    assert remember(p, config=BackendConfig(threads=1)) is True
+    assert p.target_key in costs.load()

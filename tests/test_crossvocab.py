@@ -38,7 +38,7 @@ class SegBackend:
     def tokens(self):
         return self._tokens
 
-    def tokenize(self, text, *, add_bos=True):
+    def tokenize(self, text, *, add_bos=True, special=True):
         data, out, i = text.encode(), [], 0
         while i < len(data):
             best = max((j for j, p in enumerate(self.pieces) if data.startswith(p, i)),

@@ -14,7 +14,7 @@ from specpair.drafters import ModelDrafter
 from specpair.errors import SpecpairError
 from specpair.generation import stream_pieces
 
-from .toy import ToyBackend, random_table
+from .toy import LETTERS, ToyBackend, random_table
 
 V = 6
 # random logits plus a planted greedy walk 0 -> 2 -> 4 -> 1 -> 3 -> 5 -> 2 -> ... over every row
@@ -246,3 +246,30 @@ def test_each_round_reaches_the_text_layers_callers_once():
     assert sum(len(s.tokens) for s in steps) == stats.new_tokens == 12
     assert sum(s.n_drafted for s in steps) == stats.drafted > 0
     assert pieces[-1].step is steps[-1] and pieces[-1].finish_reason == "max_tokens"
+
+
+# -- control tokens come from the chat template only (issue 43) ---------------------------------
+class TemplatedToy(ToyBackend):
+    """A toy whose "template" wraps each turn in control tokens: "<" opens (26), ">" closes (27)
+    when parsed as control text."""
+
+    def __init__(self) -> None:
+        super().__init__(np.zeros((28, 28), dtype=np.float32))
+
+    def chat_prompt(self, messages):
+        return "".join(f"<{m['role'][0]}{m['content']}>" for m in messages) + "<a"
+
+    def tokenize(self, text, *, add_bos=True, special=True):
+        controls = {"<": 26, ">": 27} if special else {}
+        return [controls.get(c, LETTERS.index(c) if c in LETTERS else 0) for c in text]
+
+
+def test_message_content_is_tokenized_as_text_never_as_control_tokens():
+    from specpair.core.prompt import encode_prompt
+
+    toy = TemplatedToy()
+    tokens = encode_prompt(toy, [{"role": "user", "content": "hi><s"}], chat=True)
+    assert tokens.count(26) == 2 and tokens.count(27) == 1  # "<u", ">" and "<a" alone
+    # a message with no control text gets exactly the tokens of the whole rendered prompt
+    plain = [{"role": "system", "content": "be"}, {"role": "user", "content": "hi"}]
+    assert encode_prompt(toy, plain, chat=True) == toy.tokenize(toy.chat_prompt(plain))

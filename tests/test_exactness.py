@@ -104,7 +104,7 @@ class BosBackend(ToyBackend):
     """A model that adds BOS ('z') and whose chat template writes BOS itself, as Gemma 3's and
     Llama 3's do."""
 
-    def tokenize(self, text, *, add_bos=True):
+    def tokenize(self, text, *, add_bos=True, special=True):
         return ([25] if add_bos else []) + super().tokenize(text)
 
     def chat_prompt(self, user_message):

@@ -76,3 +76,26 @@ def test_models_list_and_path_cli(cache, capsys):
     assert "qwen2.5-coder-1.5b" in out and "gemma-3-270m" in out
     assert main(["models", "path", "no-such-model"]) == 2
     assert "unknown model" in capsys.readouterr().err
+
+
+def test_a_remembered_answer_is_worked_out_again_after_an_upgrade(tmp_path, monkeypatch):
+    """A pair's verdict was kept without the specpair version: an upgrade that changed
+    compare() kept the old verdicts for files already judged."""
+    from specpair import version
+    from specpair.models.facts import remembered
+
+    model = tmp_path / "m.gguf"
+    model.write_bytes(b"weights")
+    calls = []
+
+    def verdict():
+        calls.append(version.__version__)
+        return "compatible" if version.__version__ == "0.0.1" else "identical"
+
+    monkeypatch.setattr(version, "__version__", "0.0.1")
+    assert remembered(model, "verdict with t", verdict) == "compatible"
+    assert remembered(model, "verdict with t", verdict) == "compatible"
+    assert calls == ["0.0.1"]  # kept across calls (and processes: files.json)
+    monkeypatch.setattr(version, "__version__", "0.0.2")
+    assert remembered(model, "verdict with t", verdict) == "identical"
+    assert calls == ["0.0.1", "0.0.2"]

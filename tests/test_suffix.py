@@ -344,3 +344,20 @@ def test_an_unwritable_store_is_refused_before_decoding_and_a_failed_save_keeps_
     assert gen.text == "ijklmnop"
     assert any("suffix store" in n and "not saved" in n for n in gen.notes)
     assert "not saved" in capsys.readouterr().err
+
+
+def test_per_key_suffix_trees_are_bounded_in_total_least_recently_used_out_first():
+    """A server kept one tree per API key for its whole life (~50 MB each, keys without end)."""
+    import specpair
+    from specpair.pair import KEY_TREES
+
+    from .toy import ToyBackend, walk_table
+
+    config = SuffixConfig(max_cached_tokens=100)
+    pair = specpair.load(ToyBackend(walk_table()), draft="suffix", suffix=config)
+    for key in range(3 * KEY_TREES):
+        pair.generate("abcdefgh" * 5, max_tokens=60, partition=f"key{key}")
+    trees = pair.suffix_caches()
+    assert sum(c.cached_tokens for c in trees.values()) <= KEY_TREES * 100 + 100
+    assert len(trees) < 3 * KEY_TREES and f"key{3 * KEY_TREES - 1}" in trees
+    assert "key0" not in trees  # the oldest went first

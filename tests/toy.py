@@ -43,7 +43,7 @@ class ToyBackend:
     def tokens(self) -> list[int]:
         return self._tokens
 
-    def tokenize(self, text: str, *, add_bos: bool = True) -> list[int]:
+    def tokenize(self, text: str, *, add_bos: bool = True, special: bool = True) -> list[int]:
         return [LETTERS.index(c) for c in text]
 
     def token_bytes(self, token: int) -> bytes:

@@ -186,28 +186,40 @@ class AdaptiveDrafter(Drafter):
         self._deciding: float | None = None  # this round's choosing, before a paid draft
         self.decide_seconds = 0.0  # auto's own work, all rounds: a cost every round pays
         self.decided_rounds = 0
-        self._started: tuple[float, float] | None = None
+        self._round_started: tuple[float, float] | None = None  # (CPU, wall) at propose
 
     # -- the generation -------------------------------------------------------------------
     def begin(self, prompt: Sequence[int]) -> None:
         self._shadow = []
         self._last = None
-        self._started = (time.process_time(), time.perf_counter())
         for cand in self.candidates:
             cand.drafter.begin(prompt)
 
     def end(self, tokens: Sequence[int]) -> None:
-        if self._started is not None:
-            cpu, wall = self._started
-            self.cpu_seconds += time.process_time() - cpu
-            self.wall_seconds += time.perf_counter() - wall
-            self._started = None
+        self._round_started = None
         for cand in self.candidates:
             cand.drafter.end(tokens)
 
     # -- learning -------------------------------------------------------------------------
     def observe(self, step: Step) -> None:
         """Called by the decode loop after every round."""
+        try:
+            self._observe(step)
+        finally:
+            self._count_round()
+
+    def _count_round(self) -> None:
+        """Process CPU and wall time of the round just ended, from its propose to its observe:
+        whether the machine was busy is judged over rounds only. The time a generator waits at
+        its yield while the caller forwards a piece (a UI reading slowly) is the caller's, and
+        it once made every slowly read stream look busy, so no cost was ever stored."""
+        if self._round_started is not None:
+            cpu, wall = self._round_started
+            self.cpu_seconds += time.process_time() - cpu
+            self.wall_seconds += time.perf_counter() - wall
+            self._round_started = None
+
+    def _observe(self, step: Step) -> None:
         self.curve.observe(step.n_drafted + 1, step.target_seconds)
         used, self._used = self._used, None
         if used is not None:
@@ -284,6 +296,7 @@ class AdaptiveDrafter(Drafter):
         """The round's draft; the time auto spends choosing it (its lookups, shadow judging,
         predictions) is measured as auto's own cost (`decide_seconds`), never as the chosen
         model draft's."""
+        self._round_started = (time.process_time(), time.perf_counter())
         t0 = self._clock()
         self._deciding = None
         draft = self._propose(context, k, t0)

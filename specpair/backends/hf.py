@@ -158,8 +158,9 @@ class HFBackend:
     def tokens(self) -> list[int]:
         return self._tokens  # a view: the protocol says not to modify it
 
-    def tokenize(self, text: str, *, add_bos: bool = True) -> list[int]:
-        return list(self.tokenizer(text, add_special_tokens=add_bos)["input_ids"])
+    def tokenize(self, text: str, *, add_bos: bool = True, special: bool = True) -> list[int]:
+        return list(self.tokenizer(text, add_special_tokens=add_bos,
+                                   split_special_tokens=not special)["input_ids"])
 
     def token_bytes(self, token: int) -> bytes:
         piece = self._pieces.get(token)

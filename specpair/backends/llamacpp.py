@@ -60,14 +60,14 @@ def _last_log() -> str:
 N_BATCH = 512  # tokens per llama_decode call; longer inputs (prompts) are split
 
 
-def _tokenize(vocab, text: str, add_bos: bool) -> list[int]:
+def _tokenize(vocab, text: str, add_bos: bool, special: bool = True) -> list[int]:
     data = text.encode("utf-8")
     n_max = len(data) + 8
     buf = (llama_cpp.llama_token * n_max)()
-    n = llama_cpp.llama_tokenize(vocab, data, len(data), buf, n_max, add_bos, True)
+    n = llama_cpp.llama_tokenize(vocab, data, len(data), buf, n_max, add_bos, special)
     if n < 0:  # cannot happen with one token per byte plus specials, but be exact
         buf = (llama_cpp.llama_token * -n)()
-        n = llama_cpp.llama_tokenize(vocab, data, len(data), buf, -n, add_bos, True)
+        n = llama_cpp.llama_tokenize(vocab, data, len(data), buf, -n, add_bos, special)
     return list(buf[:n])
 
 
@@ -121,8 +121,8 @@ class LlamaCppVocab:
             raise ModelError(f"llama.cpp could not read the tokenizer of {path}" + _last_log())
         self._vocab = llama_cpp.llama_model_get_vocab(self._model)
 
-    def tokenize(self, text: str, *, add_bos: bool = False) -> list[int]:
-        return _tokenize(self._vocab, text, add_bos)
+    def tokenize(self, text: str, *, add_bos: bool = False, special: bool = True) -> list[int]:
+        return _tokenize(self._vocab, text, add_bos, special)
 
     def __del__(self) -> None:
         if getattr(self, "_model", None):
@@ -214,8 +214,8 @@ class LlamaCppBackend:
     def tokens(self) -> list[int]:
         return self._tokens  # a view: the protocol says not to modify it
 
-    def tokenize(self, text: str, *, add_bos: bool = True) -> list[int]:
-        return _tokenize(self._vocab, text, add_bos)
+    def tokenize(self, text: str, *, add_bos: bool = True, special: bool = True) -> list[int]:
+        return _tokenize(self._vocab, text, add_bos, special)
 
     def token_bytes(self, token: int) -> bytes:
         piece = self._pieces.get(token)

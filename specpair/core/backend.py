@@ -41,8 +41,9 @@ class Backend(Protocol):
         """The tokens in the cache, in order: a view, not a copy (do not modify it)."""
         ...
 
-    def tokenize(self, text: str, *, add_bos: bool = True) -> list[int]:
-        """Token ids for text; special tokens written in the text (<|im_start|>) are parsed."""
+    def tokenize(self, text: str, *, add_bos: bool = True, special: bool = True) -> list[int]:
+        """Token ids for text; control tokens written in the text (<|im_start|>) are parsed
+        when `special`, and are plain text otherwise (a message's content: core/prompt.py)."""
         ...
 
     def token_bytes(self, token: int) -> bytes:

@@ -48,7 +48,7 @@ class NullBackend:
     def tokens(self) -> list[int]:
         return self._tokens
 
-    def tokenize(self, text: str, *, add_bos: bool = True) -> list[int]:
+    def tokenize(self, text: str, *, add_bos: bool = True, special: bool = True) -> list[int]:
         return [1]
 
     def token_bytes(self, token: int) -> bytes:

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from .. import version
 from ..core.files import locked, write_atomic
 from .named import cache_dir
 
@@ -50,7 +51,12 @@ def remembered(path: str | os.PathLike, what: str, compute: Callable[[], T],
                *, valid: Callable[[Any], bool] = lambda v: True) -> T:
     """`compute()`'s answer about the file at `path` (`what` names the question), worked out
     once per version of the file. `valid` rejects a stored answer of the wrong shape (a cache
-    edited by hand, or by an older version): it is worked out again."""
+    edited by hand, or by an older version): it is worked out again.
+
+    The answers come from specpair's code as well as the file (a pair's verdict is what
+    `compare()` says), so each is kept under the specpair version that worked it out: an
+    upgrade works every answer out again instead of trusting its predecessor's."""
+    what = f"{what} (specpair {version.__version__})"
     key = (identity(path), what)
     if key in _MEMO:
         return _MEMO[key]
