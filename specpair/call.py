@@ -50,8 +50,16 @@ class DraftOptions:
     draft_lora: str | None = None  # a LoRA adapter GGUF on the model draft (specpair distill)
 
     def __post_init__(self) -> None:
+        # every option is checked here, before anything loads (the drafters check the same
+        # when they are built, which can be after the target's weights)
         if self.draft_tokens is not None:
             DecodeConfig(draft_tokens=self.draft_tokens)  # validates K
+        if not 0 <= self.draft_p_min < 1:
+            raise InvalidOption(f"{{draft_p_min}} must be in [0, 1) (0 = off), got "
+                                f"{self.draft_p_min}")
+        if not 1 <= self.ngram_min <= self.ngram_max:
+            raise InvalidOption(f"n-gram sizes must satisfy 1 <= {{ngram_min}} <= "
+                                f"{{ngram_max}}, got {self.ngram_min}..{self.ngram_max}")
         if self.draft_lora is not None and self.draft in LOOKUPS:
             raise InvalidOption(_LORA_NEEDS_MODEL.format(draft=self.draft))
 

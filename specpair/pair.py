@@ -78,16 +78,16 @@ class Pair:
     def __init__(self, target: str | Backend, *, target_config: BackendConfig,
                  draft_config: BackendConfig, options: DraftOptions) -> None:
         self.options = options
-        self.resolver = Resolver(target, target_config=target_config, draft_config=draft_config)
-        if options.draft not in LOOKUPS:
-            self.resolver.verdict(options.draft)  # a pair that cannot work fails here
-            if options.draft_lora:
-                self.resolver.check_lora(options.draft, options.draft_lora)
         if options.suffix_store:
             why = writable(Path(options.suffix_store))
             if why is not None:  # checked before any decoding: the save comes after it
                 raise InvalidOption(f"{{suffix_store}} cannot be written ({why}): give a "
                                     "path in a folder you can write")
+        self.resolver = Resolver(target, target_config=target_config, draft_config=draft_config)
+        if options.draft not in LOOKUPS:
+            self.resolver.verdict(options.draft)  # a pair that cannot work fails here
+            if options.draft_lora:
+                self.resolver.check_lora(options.draft, options.draft_lora)
         # the global suffix trees by partition, least recently used first (see suffix_cache)
         self._suffix: OrderedDict[str, SuffixCache] = OrderedDict()
         self._domain: str | None = None  # whose prompt the models' caches hold (see stream)

@@ -33,6 +33,12 @@ def assert_one_line_error(err, *words):
         (["--typical-delta", "0.1"], ["--typical-delta", "--accept typical"]),
         # numpy takes no negative seed: it used to crash with a traceback after the load
         (["--seed", "-1", "--temperature", "0.7"], ["--seed"]),
+        # accepted, or refused only after the model loaded, before (issue 43)
+        (["--draft-p-min", "5"], ["--draft-p-min"]),
+        (["--ngram-min", "0"], ["--ngram-min"]),
+        (["--device", "tpu"], ["--device"]),
+        (["--dtype", "int3"], ["--dtype"]),
+        (["--suffix-store", "/dev/null/store.json"], ["--suffix-store"]),
     ],
 )
 def test_bad_option_values_exit_2_before_loading_anything(capsys, option, words):

@@ -11,12 +11,14 @@ Engine imports are lazy: importing this package loads no engine.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from ..core.backend import Backend, as_messages, check_eval, check_rewind, common_prefix, sync
 from ..errors import InvalidOption
 
 DEFAULT_N_CTX = 4096
+DTYPES = ("auto", "float32", "float16", "bfloat16")  # transformers' weights
 ALL_LAYERS = -1  # gpu_layers: offload every layer (llama.cpp's meaning of a count >= layers)
 
 
@@ -39,6 +41,13 @@ class BackendConfig:
             raise InvalidOption(f"{{n_ctx}} must be >= 16, got {self.n_ctx}")
         if self.threads is not None and self.threads < 1:
             raise InvalidOption(f"{{threads}} must be >= 1, got {self.threads}")
+        # the spellings are checked here, before any model loads (the engine that reads them
+        # checks what the machine has: a CUDA GPU)
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):
+            raise InvalidOption(f"{{device}} must be cpu, cuda, cuda:N or auto, got "
+                                f"{self.device!r}")
+        if self.dtype not in DTYPES:
+            raise InvalidOption(f"{{dtype}} must be {', '.join(DTYPES)}; got {self.dtype!r}")
         if self.gpu_layers is not None and self.gpu_layers < ALL_LAYERS:
             raise InvalidOption(f"{{gpu_layers}} must be a count >= 0 or 'all', got "
                                 f"{self.gpu_layers}")

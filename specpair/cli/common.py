@@ -51,9 +51,11 @@ def add_model_options(p: argparse.ArgumentParser, *, draft_default: str,
                    metavar="DRAFTER", nargs="+" if drafts == "many" else None,
                    help="'auto' (choose every round between plain steps, the suffix lookup and "
                         "a model draft that can pay on this machine, from stored costs and "
-                        "acceptance learned while decoding: never meaningfully slower than "
-                        "plain); 'suffix' (suffix decoding: what followed the longest match in "
-                        "this request and in earlier outputs; no model); 'ngram' (prompt "
+                        "acceptance learned while decoding: gains where text repeats, about "
+                        "plain's speed elsewhere, up to 13%% slower on a few workloads, see "
+                        "docs/MEASUREMENTS.md); 'suffix' (suffix decoding: what followed the "
+                        "longest match in this request and in earlier outputs; no model); "
+                        "'ngram' (prompt "
                         "lookup); 'none' (plain decoding); or a model (.gguf file or name) "
                         f"(forces a model draft); default {draft_default}")
     p.add_argument("--draft-lora", default=None, metavar="FILE",
