@@ -12,7 +12,9 @@ keyword arguments and become one frozen `DecodeConfig` per call.
 
 from __future__ import annotations
 
+import contextlib
 import sys
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -40,7 +42,7 @@ from .drafters.copy import MAX_FACTOR, CopyDrafter
 from .drafters.model import DEFAULT_DRAFT_P_MIN
 from .drafters.ngram import DEFAULT_NGRAM_MAX, DEFAULT_NGRAM_MIN, NgramDrafter
 from .drafters.suffix import SuffixCache, SuffixConfig, SuffixDrafter, load_store, save_store
-from .errors import InvalidOption
+from .errors import InvalidOption, SpecpairError
 from .generation import Generation, Piece, stream_pieces
 from .models import DEFAULT_TARGET
 from .resolve import DraftSource, Resolver
@@ -91,6 +93,10 @@ class Pair:
         # the global suffix trees by partition, least recently used first (see suffix_cache)
         self._suffix: OrderedDict[str, SuffixCache] = OrderedDict()
         self._domain: str | None = None  # whose prompt the models' caches hold (see stream)
+        # one generation at a time uses the models' caches: held from a stream's first piece
+        # to its end (see _exclusive)
+        self._busy = threading.Condition()
+        self._owner: int | None = None
 
     # -- what the pair holds --------------------------------------------------------------
     @property
@@ -240,6 +246,33 @@ class Pair:
             call = self.resolve(CallOptions.of(**options), partition=partition)
         elif options:
             raise InvalidOption("give a resolved call or options, not both")
+        with self._exclusive():
+            yield from self._stream(call, prompt, messages, tokens, kind, chat, result)
+
+    @contextlib.contextmanager
+    def _exclusive(self) -> Iterator[None]:
+        """The models' caches serve one generation at a time. Another thread's call waits for
+        the running one to end; a second call from the thread whose stream is suspended (a
+        stream read halfway, then `generate`) would decode over its cache and change its text,
+        so it is refused."""
+        me = threading.get_ident()
+        with self._busy:
+            if self._owner == me:
+                raise SpecpairError(
+                    "this Pair is in the middle of another stream in this thread: finish or "
+                    "close that stream first (pieces.close()), or use one Pair per stream")
+            while self._owner is not None:
+                self._busy.wait()
+            self._owner = me
+        try:
+            yield
+        finally:
+            with self._busy:
+                self._owner = None
+                self._busy.notify()
+
+    def _stream(self, call: Call, prompt, messages, tokens, kind, chat,
+                result) -> Iterator[Piece]:
         config = call.config
         tokens = self.prompt_tokens(prompt, messages=messages, chat=chat, tokens=tokens)
         rng = np.random.default_rng(config.sampling.seed)

@@ -167,3 +167,30 @@ def test_a_negative_seed_is_refused_with_the_other_sampling_options():
     pair = specpair.load(ToyBackend(walk_table()), draft="none")
     with pytest.raises(SpecpairError, match="seed"):
         pair.generate("a", seed=-1, temperature=0.7, max_tokens=4)
+
+
+def test_interleaved_calls_on_one_pair_never_change_a_streams_text():
+    """A second call while a stream was suspended decoded over the first one's cache and
+    changed its text ("abc": ehlqwd alone, eeinta with a call in between). Now the same
+    thread's second call is refused, and another thread's waits for the stream to end."""
+    import threading
+
+    from .toy import MultiToy, random_table
+
+    def pair():
+        return specpair.load(MultiToy(random_table(26, 3), n_seq=1), draft="none")
+
+    alone = pair().generate("abc", max_tokens=6).text
+    p = pair()
+    pieces = p.stream("abc", max_tokens=6)
+    first = next(pieces).text
+    with pytest.raises(SpecpairError, match="middle of another stream"):
+        p.generate("xyz", max_tokens=6)
+    other: list[str] = []
+    t = threading.Thread(target=lambda: other.append(p.generate("abc", max_tokens=6).text))
+    t.start()
+    t.join(0.2)
+    assert t.is_alive()  # waiting for the stream to end
+    rest = "".join(piece.text for piece in pieces)
+    t.join(10)
+    assert first + rest == alone and other == [alone]

@@ -131,3 +131,54 @@ class OracleDrafter(Drafter):
 
     def close(self):
         pass
+
+
+class MultiToy(ToyBackend):
+    """A toy holding `n_seq` sequences whose logits depend on the previous token AND its
+    position (a mix-up of two sequences' caches or positions shows in the text), evaluated
+    together by `eval_many` (`MultiSequence`). `batches` records each call's parts."""
+
+    def __init__(self, table: np.ndarray, *, n_seq: int, n_ctx: int = 256, **kw) -> None:
+        super().__init__(table, n_ctx=n_ctx, **kw)
+        self.n_seq = n_seq
+        self._seqs: list[list[int]] = [[] for _ in range(n_seq)]
+        self._tokens = self._seqs[0]
+        self.batches: list[list[tuple[int, int]]] = []  # per call: (seq, rows)
+
+    def _rows(self, tokens, start: int) -> np.ndarray:
+        rows = self.table[list(tokens)].copy()
+        for j in range(len(tokens)):  # position p favours token p mod V a little
+            rows[j, (start + j) % self.n_vocab] += 3.0
+        return rows
+
+    def seq_tokens(self, seq: int):
+        return self._seqs[seq]
+
+    def eval_many(self, parts):
+        from specpair.core.backend import check_eval
+
+        assert len({p.seq for p in parts}) == len(parts)
+        for p in parts:
+            check_eval(len(self._seqs[p.seq]), len(p.tokens), self.n_ctx)
+        self.batches.append([(p.seq, len(p.tokens)) for p in parts])
+        out = []
+        for p in parts:
+            rows = self._rows(p.tokens, len(self._seqs[p.seq]))
+            self._seqs[p.seq].extend(p.tokens)
+            out.append(rows if p.all_logits else rows[-1:])
+        return out
+
+    def eval(self, tokens, *, all_logits: bool = True):
+        from specpair.core.backend import EvalPart
+
+        return self.eval_many([EvalPart(0, tokens, all_logits)])[0]
+
+    def rewind_seq(self, seq: int, n_past: int) -> None:
+        assert 0 <= n_past <= len(self._seqs[seq])
+        del self._seqs[seq][n_past:]
+
+    def rewind(self, n_past: int) -> None:
+        self.rewind_seq(0, n_past)
+
+    def copy_seq(self, src: int, dst: int, n: int) -> None:
+        self._seqs[dst][:] = self._seqs[src][:n]

@@ -14,10 +14,21 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from ..core.backend import Backend, as_messages, check_eval, check_rewind, common_prefix, sync
+from ..core.backend import (
+    Backend,
+    EvalPart,
+    MultiSequence,
+    as_messages,
+    check_eval,
+    check_rewind,
+    common_prefix,
+    sequence,
+    sync,
+)
 from ..errors import InvalidOption
 
 DEFAULT_N_CTX = 4096
+MAX_SEQUENCES = 64  # llama.cpp's own limit (LLAMA_MAX_SEQ) is 256; more slots than this is a typo
 DTYPES = ("auto", "float32", "float16", "bfloat16")  # transformers' weights
 ALL_LAYERS = -1  # gpu_layers: offload every layer (llama.cpp's meaning of a count >= layers)
 
@@ -35,10 +46,15 @@ class BackendConfig:
     gpu_layers: int | None = None
     compile: bool = False  # transformers on CUDA: capture CUDA graphs for the fixed shapes
     lora: str | None = None  # llama.cpp: a LoRA adapter GGUF applied at scale 1 (distill)
+    # llama.cpp: sequences in one context (serve --parallel), each with n_ctx tokens of its own
+    n_seq: int = 1
 
     def __post_init__(self) -> None:
         if self.n_ctx < 16:
             raise InvalidOption(f"{{n_ctx}} must be >= 16, got {self.n_ctx}")
+        if not 1 <= self.n_seq <= MAX_SEQUENCES:
+            raise InvalidOption(f"{{parallel}} must be between 1 and {MAX_SEQUENCES}, got "
+                                f"{self.n_seq}")
         if self.threads is not None and self.threads < 1:
             raise InvalidOption(f"{{threads}} must be >= 1, got {self.threads}")
         # the spellings are checked here, before any model loads (the engine that reads them
@@ -84,6 +100,6 @@ def load_backend(spec: str, config: BackendConfig) -> Backend:
     return LlamaCppBackend(path, config)
 
 
-__all__ = ["ALL_LAYERS", "Backend", "BackendConfig", "DEFAULT_N_CTX", "as_messages",
-           "check_eval", "check_rewind", "common_prefix", "load_backend", "parse_gpu_layers",
-           "sync"]
+__all__ = ["ALL_LAYERS", "Backend", "BackendConfig", "DEFAULT_N_CTX", "EvalPart",
+           "MAX_SEQUENCES", "MultiSequence", "as_messages", "check_eval", "check_rewind",
+           "common_prefix", "load_backend", "parse_gpu_layers", "sequence", "sync"]

@@ -83,6 +83,9 @@ class HFBackend:
         loaded model and tokenizer (two backends can then share weights, each with its cache)."""
         self.path = path
         self.name = Path(path).name or path
+        if config.n_seq > 1:
+            raise InvalidOption("{parallel} > 1 needs the llama.cpp engine (a .gguf target): the "
+                                "transformers engine decodes one request at a time")
         torch_device = resolve_device(config.device)
         if config.lora:
             raise InvalidOption("{draft_lora} is a llama.cpp adapter (GGUF): with the "

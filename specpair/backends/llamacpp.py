@@ -22,7 +22,7 @@ import llama_cpp
 import numpy as np
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
-from ..core.backend import as_messages, check_eval, check_rewind
+from ..core.backend import EvalPart, as_messages, check_eval, check_rewind
 from ..core.text import piece_bytes
 from ..errors import EngineError, InvalidOption, ModelError
 from ..models.adapter import check_adapter
@@ -169,20 +169,29 @@ class LlamaCppBackend:
 
         threads = config.threads or usable_cpus()
         ctx_params = llama_cpp.llama_context_default_params()
-        ctx_params.n_ctx = self.n_ctx
+        # n_ctx is each sequence's: the context holds n_seq of them. One unified KV cache
+        # (llama.cpp's kv_unified) keeps a ragged batch of several sequences' rows one pass
+        # (with a stream per sequence it is cut into several: llama.cpp PR #14363)
+        self.n_seq = config.n_seq
+        ctx_params.n_ctx = self.n_ctx * self.n_seq
+        ctx_params.n_seq_max = self.n_seq
+        ctx_params.kv_unified = self.n_seq > 1
         ctx_params.n_batch = ctx_params.n_ubatch = N_BATCH
         ctx_params.n_threads = ctx_params.n_threads_batch = threads
         ctx_params.no_perf = True
         self._ctx = llama_cpp.llama_init_from_model(self._model, ctx_params)
         if not self._ctx:
             self.close()
-            raise EngineError(f"llama.cpp could not create a context of {self.n_ctx} tokens "
-                              f"for {path}: pass a smaller {{n_ctx}}")
+            what = (f"{self.n_seq} sequences of {self.n_ctx} tokens" if self.n_seq > 1
+                    else f"{self.n_ctx} tokens")
+            raise EngineError(f"llama.cpp could not create a context of {what} for {path}: "
+                              "pass a smaller {n_ctx}" + (" or {parallel}" if self.n_seq > 1
+                                                           else ""))
         if config.lora:
             self._apply_lora(config.lora)
         self._memory = llama_cpp.llama_get_memory(self._ctx)
         self._batch = llama_cpp.llama_batch_init(N_BATCH, 0, 1)
-        self._tokens: list[int] = []
+        self._seqs: list[list[int]] = [[] for _ in range(self.n_seq)]  # what each cache holds
         self._pieces: dict[int, bytes] = {}
         # token strings and types from the header, for the one token->bytes decoder
         self._strings = meta.get("tokenizer.ggml.tokens") or []
@@ -206,13 +215,14 @@ class LlamaCppBackend:
                              + _last_log())
         self.name = f"{self.name} + {Path(lora).name}"
 
+    # -- the Backend protocol: sequence 0 --------------------------------------------------
     @property
     def n_past(self) -> int:
-        return len(self._tokens)
+        return len(self._seqs[0])
 
     @property
     def tokens(self) -> list[int]:
-        return self._tokens  # a view: the protocol says not to modify it
+        return self._seqs[0]  # a view: the protocol says not to modify it
 
     def tokenize(self, text: str, *, add_bos: bool = True, special: bool = True) -> list[int]:
         return _tokenize(self._vocab, text, add_bos, special)
@@ -254,45 +264,83 @@ class LlamaCppBackend:
                                 ) from None
 
     def eval(self, tokens: Sequence[int], *, all_logits: bool = True) -> np.ndarray:
-        check_eval(len(self._tokens), len(tokens), self.n_ctx)
-        rows = []
-        start = len(self._tokens)
-        try:
-            for lo in range(0, len(tokens), N_BATCH):
-                chunk = tokens[lo : lo + N_BATCH]
-                last_chunk = lo + N_BATCH >= len(tokens)
-                b = self._batch
-                b.n_tokens = len(chunk)
-                for i, token in enumerate(chunk):
-                    b.token[i] = token
-                    b.pos[i] = len(self._tokens) + i
-                    b.n_seq_id[i] = 1
-                    b.seq_id[i][0] = 0
-                    b.logits[i] = all_logits or (last_chunk and i == len(chunk) - 1)
-                status = llama_cpp.llama_decode(self._ctx, b)
-                if status != 0:
-                    raise EngineError(f"llama.cpp failed to evaluate {len(chunk)} tokens "
-                                      f"(status {status}): pass a smaller {{n_ctx}} or "
-                                      "{draft_tokens}")
-                n_out = len(chunk) if all_logits else int(last_chunk)
-                if n_out:
-                    ptr = llama_cpp.llama_get_logits(self._ctx)
-                    rows.append(np.ctypeslib.as_array(ptr, shape=(n_out, self.n_vocab)).copy())
-                self._tokens.extend(chunk)
-        except BaseException:
-            self.rewind(start)  # the cache must never hold tokens we do not know of
-            raise
-        return np.concatenate(rows) if len(rows) > 1 else rows[0]
+        return self.eval_many([EvalPart(0, tokens, all_logits)])[0]
 
     def synchronize(self) -> None:
         pass  # eval copies the logits out of llama.cpp, which waits for the device
 
     def rewind(self, n_past: int) -> None:
-        check_rewind(n_past, len(self._tokens))
-        if not llama_cpp.llama_memory_seq_rm(self._memory, 0, n_past, -1):
+        self.rewind_seq(0, n_past)
+
+    # -- MultiSequence: n_seq caches in one context ----------------------------------------
+    def seq_tokens(self, seq: int) -> list[int]:
+        return self._seqs[seq]
+
+    def eval_many(self, parts: Sequence[EvalPart]) -> list[np.ndarray]:
+        """Every part's rows in one batch, cut into llama_decode calls of at most N_BATCH rows
+        (a long prompt spans several); each row at its own sequence's next position."""
+        if len({p.seq for p in parts}) != len(parts):
+            raise ValueError("eval_many takes one part per sequence")
+        for p in parts:
+            check_eval(len(self._seqs[p.seq]), len(p.tokens), self.n_ctx)
+        # (part, position in the part, its token, whether its logits are read)
+        rows = [(i, j, int(t), p.all_logits or j == len(p.tokens) - 1)
+                for i, p in enumerate(parts) for j, t in enumerate(p.tokens)]
+        starts = [len(self._seqs[p.seq]) for p in parts]
+        out: list[list[np.ndarray]] = [[] for _ in parts]
+        try:
+            for lo in range(0, len(rows), N_BATCH):
+                self._decode(rows[lo:lo + N_BATCH], parts, starts, out)
+        except BaseException:
+            for p, start in zip(parts, starts):  # the caches never hold rows we do not know of
+                self.rewind_seq(p.seq, start)
+            raise
+        return [np.concatenate(o) if len(o) > 1 else o[0] for o in out]
+
+    def _decode(self, chunk: list, parts: Sequence[EvalPart], starts: list[int],
+                out: list[list[np.ndarray]]) -> None:
+        b = self._batch
+        b.n_tokens = len(chunk)
+        for r, (i, j, token, logits) in enumerate(chunk):
+            b.token[r] = token
+            b.pos[r] = starts[i] + j
+            b.n_seq_id[r] = 1
+            b.seq_id[r][0] = parts[i].seq
+            b.logits[r] = logits
+        status = llama_cpp.llama_decode(self._ctx, b)
+        if status != 0:
+            raise EngineError(f"llama.cpp failed to evaluate {len(chunk)} tokens (status "
+                              f"{status}): pass a smaller {{n_ctx}} or {{draft_tokens}}")
+        wanted: dict[int, int] = {}  # part: rows whose logits were asked for (batch order)
+        for i, _, _, logits in chunk:
+            if logits:
+                wanted[i] = wanted.get(i, 0) + 1
+        if wanted:
+            ptr = llama_cpp.llama_get_logits(self._ctx)
+            rows = np.ctypeslib.as_array(ptr, shape=(sum(wanted.values()), self.n_vocab))
+            k = 0
+            for i, n in wanted.items():  # a part's rows are contiguous in the batch
+                out[i].append(rows[k:k + n].copy())
+                k += n
+        for i, _, token, _ in chunk:
+            self._seqs[parts[i].seq].append(token)
+
+    def rewind_seq(self, seq: int, n_past: int) -> None:
+        tokens = self._seqs[seq]
+        check_rewind(n_past, len(tokens))
+        if not llama_cpp.llama_memory_seq_rm(self._memory, seq, n_past, -1):
             raise EngineError(f"{self.name}: llama.cpp cannot rewind this model's cache "
                               "(recurrent architecture?), so it cannot verify drafts")
-        del self._tokens[n_past:]
+        del tokens[n_past:]
+
+    def copy_seq(self, src: int, dst: int, n: int) -> None:
+        check_rewind(n, len(self._seqs[src]))
+        if src == dst:
+            self.rewind_seq(dst, n)
+            return
+        llama_cpp.llama_memory_seq_rm(self._memory, dst, 0, -1)
+        llama_cpp.llama_memory_seq_cp(self._memory, src, dst, 0, n)
+        self._seqs[dst][:] = self._seqs[src][:n]
 
     def close(self) -> None:
         if getattr(self, "_batch", None) is not None:

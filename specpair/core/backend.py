@@ -1,4 +1,6 @@
-"""The one protocol every engine implements (batch size 1: one model, one KV cache, one sequence).
+"""The one protocol every engine implements (one model, one KV cache, one sequence), and the
+multi-sequence face an engine may add (`MultiSequence`: several caches in one context, their rows
+evaluated in one call), whose each sequence is again a `Backend` (`sequence`).
 
 It lives in the core because the decode loop is written against it; the engines themselves are
 in `specpair/backends/`, imported lazily so the core runs (and is tested) without any of them.
@@ -13,6 +15,7 @@ scans it.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from ..errors import ContextOverflow, SpecpairError
@@ -72,6 +75,81 @@ class Backend(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class EvalPart:
+    """One sequence's rows in a batched evaluation: `tokens` appended at that sequence's
+    n_past; its logits as `Backend.eval` returns them (all rows, or the last only)."""
+
+    seq: int
+    tokens: Sequence[int]
+    all_logits: bool = True
+
+
+@runtime_checkable
+class MultiSequence(Protocol):
+    """An engine holding `n_seq` sequences in one context, each with its own cache, whose rows
+    one call evaluates together (one llama_decode of every slot's rows, as llama-server does).
+    Sequence 0 is the engine's own `Backend` face; `sequence(engine, i)` is the Backend of
+    sequence i, so the decode loop runs on any sequence unchanged."""
+
+    n_seq: int
+
+    def seq_tokens(self, seq: int) -> Sequence[int]:
+        """What sequence `seq`'s cache holds (a view)."""
+        ...
+
+    def eval_many(self, parts: Sequence[EvalPart]) -> list[Logits]:
+        """Evaluate every part in one batch (one part per sequence at most); each part's
+        logits in order. On failure no sequence keeps any of the rows."""
+        ...
+
+    def rewind_seq(self, seq: int, n_past: int) -> None:
+        """Move sequence `seq`'s cache back to its first n_past tokens; the others keep theirs."""
+        ...
+
+    def copy_seq(self, src: int, dst: int, n: int) -> None:
+        """Sequence `dst`'s cache becomes `src`'s first n tokens, copied (not recomputed)."""
+        ...
+
+
+class SequenceView:
+    """Sequence `seq` of a MultiSequence engine, as a Backend: its own cache, the engine's
+    model (tokenizer, template, vocabulary, device) for everything else."""
+
+    def __init__(self, engine: Any, seq: int) -> None:
+        if not 0 <= seq < engine.n_seq:
+            raise ValueError(f"sequence {seq} of {engine.n_seq}")
+        self.engine, self.seq = engine, seq
+
+    def __getattr__(self, name: str) -> Any:  # name, path, n_vocab, n_ctx, tokenize, ...
+        return getattr(self.engine, name)
+
+    @property
+    def n_past(self) -> int:
+        return len(self.engine.seq_tokens(self.seq))
+
+    @property
+    def tokens(self) -> Sequence[int]:
+        return self.engine.seq_tokens(self.seq)
+
+    def eval(self, tokens: Sequence[int], *, all_logits: bool = True) -> Logits:
+        return self.engine.eval_many([EvalPart(self.seq, tokens, all_logits)])[0]
+
+    def rewind(self, n_past: int) -> None:
+        self.engine.rewind_seq(self.seq, n_past)
+
+    def close(self) -> None:
+        pass  # the engine is its owner's to close
+
+
+def sequence(engine: Any, seq: int) -> Backend:
+    """The Backend of one sequence: the engine itself for sequence 0 of a one-sequence engine
+    (or any engine without sequences), a view otherwise."""
+    if seq == 0 and getattr(engine, "n_seq", 1) == 1:
+        return engine
+    return SequenceView(engine, seq)  # type: ignore[return-value]
 
 
 def as_messages(messages: str | list[dict]) -> list[dict]:

@@ -19,7 +19,7 @@ import re
 import secrets
 
 from ..errors import InvalidOption
-from .backend import Backend, as_messages
+from .backend import Backend
 
 
 def encode_prompt(backend: Backend, text: str | list[dict], *, chat: bool) -> list[int]:
@@ -29,7 +29,7 @@ def encode_prompt(backend: Backend, text: str | list[dict], *, chat: bool) -> li
         assert isinstance(text, str)
         return backend.tokenize(text)
     tokens: list[int] = []
-    for piece, template in chat_pieces(backend, as_messages(text)):
+    for piece, template in chat_pieces(backend, text):
         if piece:  # the tokenizer's BOS (if it adds one) before the first piece only
             tokens += backend.tokenize(piece, add_bos=not tokens, special=template)
     bos = backend.tokenize("")  # [BOS] for a model that adds one, [] otherwise
@@ -38,23 +38,29 @@ def encode_prompt(backend: Backend, text: str | list[dict], *, chat: bool) -> li
     return tokens
 
 
-def chat_pieces(backend: Backend, messages: list[dict]) -> list[tuple[str, bool]]:
-    """The rendered conversation as (text, from the template) pieces, in order: the template's
-    own text (True) and each message's content (False). Exact: the pieces join to what the
-    template renders from the real messages, or the conversation is refused."""
-    rendered = backend.chat_prompt(messages)
-    texts = [m.get("content") for m in messages]
-    if not any(isinstance(t, str) and t for t in texts):
-        return [(rendered, True)]
+def chat_pieces(backend: Backend, conversation: str | list[dict]) -> list[tuple[str, bool]]:
+    """The rendered conversation (a bare user message, or [{"role", "content"}, ...]) as (text,
+    from the template) pieces, in order: the template's own text (True) and each message's
+    content (False). Exact: the pieces join to what the template renders from the real
+    messages, or the conversation is refused."""
+    rendered = backend.chat_prompt(conversation)
     nonce = secrets.token_hex(8)  # a marker no message can contain by chance or on purpose
     marks: dict[str, str] = {}
-    marked = []
-    for i, m in enumerate(messages):
-        if isinstance(m.get("content"), str) and m["content"]:
-            mark = f"\ue000{nonce}.{i}\ue001"
-            marks[mark] = m["content"]
-            m = {**m, "content": mark}
-        marked.append(m)
+
+    def mark(i: int, text: object) -> object:
+        if not (isinstance(text, str) and text):
+            return text
+        m = f"\ue000{nonce}.{i}\ue001"
+        marks[m] = text
+        return m
+
+    if isinstance(conversation, str):
+        marked: str | list[dict] = mark(0, conversation)  # type: ignore[assignment]
+    else:
+        marked = [{**m, "content": mark(i, m.get("content"))} if "content" in m else m
+                  for i, m in enumerate(conversation)]
+    if not marks:
+        return [(rendered, True)]
     parts = re.split("(" + "|".join(map(re.escape, marks)) + ")", backend.chat_prompt(marked))
     for fit in (lambda t: t, str.strip):  # a template may trim its contents (Gemma's does)
         pieces = [(p, True) if n % 2 == 0 else (fit(marks[p]), False)
@@ -63,11 +69,10 @@ def chat_pieces(backend: Backend, messages: list[dict]) -> list[tuple[str, bool]
             return pieces
     # the template changes message text in another way: safe only if no content holds a
     # control token's text
-    for t in texts:
-        if isinstance(t, str) and backend.tokenize(t, add_bos=False, special=True) != \
+    for t in marks.values():
+        if backend.tokenize(t, add_bos=False, special=True) != \
                 backend.tokenize(t, add_bos=False, special=False):
             raise InvalidOption("a message holds a control token's text (such as <|im_end|>) "
                                 "and this model's chat template rewrites message text, so it "
                                 "cannot be kept as plain text: remove it from the message")
     return [(rendered, True)]
-

@@ -21,12 +21,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .. import version
 from ..core.files import locked, write_atomic
 from .named import cache_dir
 
 T = TypeVar("T")
 _MEMO: dict[tuple[str, str], Any] = {}  # this process's answers: the file is read once
+
+
+def _version() -> str:
+    from ..version import __version__  # read at each call: a test stands in another version
+
+    return __version__
 
 
 def cache_file() -> Path:
@@ -56,7 +61,7 @@ def remembered(path: str | os.PathLike, what: str, compute: Callable[[], T],
     The answers come from specpair's code as well as the file (a pair's verdict is what
     `compare()` says), so each is kept under the specpair version that worked it out: an
     upgrade works every answer out again instead of trusting its predecessor's."""
-    what = f"{what} (specpair {version.__version__})"
+    what = f"{what} (specpair {_version()})"
     key = (identity(path), what)
     if key in _MEMO:
         return _MEMO[key]
