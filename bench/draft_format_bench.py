@@ -25,11 +25,12 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from specpair.backends import BackendConfig, load_backend  # noqa: E402
-from specpair.core.decode import DecodeConfig, decode_steps  # noqa: E402
+from specpair.core.decode import DecodeConfig  # noqa: E402
 from specpair.core.prompt import encode_prompt  # noqa: E402
 from specpair.core.stats import DecodeStats  # noqa: E402
 from specpair.drafters.crossvocab import TextDrafter  # noqa: E402
 from specpair.measure.suites import load_suite  # noqa: E402
+from specpair.schedule import decode_steps  # noqa: E402
 
 GEMMA3_TEMPLATE = (  # the opening of Gemma 3's published chat template
     "{{ bos_token }}{% for m in messages %}<start_of_turn>{{ 'model' if m['role'] == "

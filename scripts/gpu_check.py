@@ -30,9 +30,10 @@ import torch
 from specpair.auto.costmodel import CostModel, predicted_speedup
 from specpair.backends import BackendConfig
 from specpair.backends.hf import HFBackend
-from specpair.core.decode import DecodeConfig, decode_steps
+from specpair.core.decode import DecodeConfig
 from specpair.core.sampling import SamplingConfig
 from specpair.drafters import ModelDrafter
+from specpair.schedule import decode_steps
 
 # bytes/s the H200's HBM3e sustains (4.8e12 peak): the floor and the 2x target are the issue's
 # (3.7 ms a token for the 8B shape's 16 GB of bf16 weights)

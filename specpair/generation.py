@@ -14,10 +14,11 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from .core.backend import Backend
-from .core.decode import DecodeConfig, decode_steps
+from .core.decode import DecodeConfig
 from .core.drafter import Drafter
 from .core.stats import DecodeStats, Step
 from .core.text import TextStream
+from .schedule import decode_steps
 
 
 @dataclass(frozen=True)
@@ -63,37 +64,54 @@ class Generation:
         return out
 
 
+class PieceMaker:
+    """The text layer of one generation, one round at a time: `pieces(step)` turns a round
+    into its Pieces (stop strings honoured: text that may begin one is held back, tokens after
+    one are neither output nor counted) and folds the round into `stats`. `done` once the
+    generation finished (its last piece has `finish_reason` and `stats`)."""
+
+    def __init__(self, target: Backend, prompt: Sequence[int], *, config: DecodeConfig,
+                 stats: DecodeStats) -> None:
+        stats.prompt_tokens = len(prompt)
+        self.stats = stats
+        self.text = TextStream(target, stop=config.stop)
+        self.done = False
+
+    def pieces(self, step: Step) -> list[Piece]:
+        text = self.text
+        runs = [(True, step.tokens[: step.n_accepted]), (False, step.tokens[step.n_accepted:])]
+        pieces: list[Piece] = []
+        kept = 0
+        for from_draft, tokens in runs:
+            if not tokens or text.stopped:
+                continue
+            chunk = text.add(tokens)
+            n = text.kept_tokens if text.stopped else len(tokens)
+            kept += n
+            pieces.append(Piece(chunk, tuple(tokens[:n]), from_draft))
+        finish = step.finish
+        if text.stopped:
+            step, finish = replace(step, tokens=step.tokens[:kept], finish="stop"), "stop"
+        self.stats.add(step)
+        last = pieces.pop() if pieces else Piece("", (), False)
+        if finish:
+            last = replace(last, text=last.text + text.flush(), finish_reason=finish,
+                           stats=self.stats)
+            self.done = True
+        pieces.append(replace(last, step=step))
+        return pieces
+
+
 def stream_pieces(target: Backend, drafter: Drafter | None, prompt: Sequence[int], *,
                   config: DecodeConfig, rng: np.random.Generator,
                   stats: DecodeStats) -> Iterator[Piece]:
-    """Pieces of one generation, stop strings honoured (text that may begin one is held back;
-    tokens after one are neither output nor counted), every step folded into `stats`."""
-    stats.prompt_tokens = len(prompt)
-    text = TextStream(target, stop=config.stop)
+    """Pieces of one generation decoded alone (`decode_steps`), through its `PieceMaker`."""
+    maker = PieceMaker(target, prompt, config=config, stats=stats)
     steps = decode_steps(target, drafter, prompt, config=config, rng=rng)
     try:
         for step in steps:
-            runs = [(True, step.tokens[: step.n_accepted]), (False, step.tokens[step.n_accepted:])]
-            pieces: list[Piece] = []
-            kept = 0
-            for from_draft, tokens in runs:
-                if not tokens or text.stopped:
-                    continue
-                chunk = text.add(tokens)
-                n = text.kept_tokens if text.stopped else len(tokens)
-                kept += n
-                pieces.append(Piece(chunk, tuple(tokens[:n]), from_draft))
-            finish = step.finish
-            if text.stopped:
-                step, finish = replace(step, tokens=step.tokens[:kept], finish="stop"), "stop"
-            stats.add(step)
-            last = pieces.pop() if pieces else Piece("", (), False)
-            if finish:
-                last = replace(last, text=last.text + text.flush(), finish_reason=finish,
-                               stats=stats)
-            pieces.append(replace(last, step=step))
-            yield from pieces
-            if finish:
+            yield from maker.pieces(step)
+            if maker.done:
                 break
     finally:
         steps.close()

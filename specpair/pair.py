@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -33,19 +33,21 @@ from .call import (
     acceptance_rule,
     resolve_call,
 )
+from .core.decode import check_prompt_fits
 from .core.drafter import Drafter
 from .core.files import writable
 from .core.prompt import encode_prompt
 from .core.sampling import SamplingConfig
-from .core.stats import DecodeStats
+from .core.stats import DecodeStats, Step
 from .drafters.copy import MAX_FACTOR, CopyDrafter
 from .drafters.model import DEFAULT_DRAFT_P_MIN
 from .drafters.ngram import DEFAULT_NGRAM_MAX, DEFAULT_NGRAM_MIN, NgramDrafter
 from .drafters.suffix import SuffixCache, SuffixConfig, SuffixDrafter, load_store, save_store
 from .errors import InvalidOption, SpecpairError
-from .generation import Generation, Piece, stream_pieces
+from .generation import Generation, Piece, PieceMaker, stream_pieces
 from .models import DEFAULT_TARGET
 from .resolve import DraftSource, Resolver
+from .schedule import Request, Scheduler
 
 
 @dataclass
@@ -66,6 +68,21 @@ class Drafting:
 # all partitions' suffix trees together hold at most this many times one tree's token bound
 # (~50 MB each at the defaults), and at most 64 times as many trees (empty ones cost little)
 KEY_TREES = 4
+
+
+def _add(gen: Generation, piece: Piece) -> None:
+    gen.text += piece.text
+    gen.tokens += piece.tokens
+    gen.finish_reason = piece.finish_reason or gen.finish_reason
+
+
+def _collect(gen: Generation, maker: PieceMaker) -> Callable[[Step], bool]:
+    """A scheduled request's rounds into its Generation; False (end it) at a stop string."""
+    def on_step(step: Step) -> bool:
+        for piece in maker.pieces(step):
+            _add(gen, piece)
+        return not maker.done
+    return on_step
 
 
 def _noting(load, used: list[str], spec: str):
@@ -273,43 +290,99 @@ class Pair:
 
     def _stream(self, call: Call, prompt, messages, tokens, kind, chat,
                 result) -> Iterator[Piece]:
-        config = call.config
         tokens = self.prompt_tokens(prompt, messages=messages, chat=chat, tokens=tokens)
-        rng = np.random.default_rng(config.sampling.seed)
         kind = kind or ("chat" if (chat or messages is not None) else "raw")
         self._enter_domain(call.cache_domain)
-        drafting = self.drafting(call, rng=rng, kind=kind)
+        gen = result if result is not None else Generation("", [], DecodeStats(), None, True)
+        rng, drafting, drafter = self._begin(call, gen, kind, tokens, prompt, messages)
+        try:
+            for piece in stream_pieces(self.target, drafter, tokens, config=call.config,
+                                       rng=rng, stats=gen.stats):
+                _add(gen, piece)
+                yield piece
+        finally:
+            self._end(call, gen, drafting, drafter)
+
+    def _begin(self, call: Call, gen: Generation, kind: str, tokens: list[int], prompt,
+               messages, *, fresh: bool | None = None
+               ) -> tuple[np.random.Generator, Drafting, Drafter | None]:
+        """One generation's RNG and drafter, and what its Generation says of them."""
+        config = call.config
+        rng = np.random.default_rng(config.sampling.seed)
+        drafting = self.drafting(call, rng=rng, kind=kind, fresh=fresh)
         drafter = drafting.drafter
         if call.draft_system is not None and drafter is not None:
             drafter = self._system_prompted(drafter, call.draft_system, prompt, messages,
                                             tokens)
-        gen = result if result is not None else Generation("", [], DecodeStats(), None, True)
         gen.stats.setup_seconds = drafting.setup_seconds
         rule = config.acceptance
         gen.exact, gen.acceptance = rule.exact, rule.to_dict()
         gen.drafter, gen.notes = drafting.name, drafting.notes
-        try:
-            for piece in stream_pieces(self.target, drafter, tokens, config=config, rng=rng,
-                                       stats=gen.stats):
-                gen.text += piece.text
-                gen.tokens += piece.tokens
-                gen.finish_reason = piece.finish_reason or gen.finish_reason
-                yield piece
-        finally:
-            self.remember(drafting)
-            if drafting.plan is not None:
-                gen.auto = drafting.plan.to_dict()
-            gen.translate_seconds = drafter.translate_seconds if drafter is not None else 0.0
-            gen.devices = self.resolver.devices()
-            gen.notes += gen.stats.notes
-            store = self.options.suffix_store
-            if store and call.store and gen.tokens:
-                try:
-                    save_store(store, self.target, [gen.tokens], self.options.suffix)
-                except OSError as e:  # the generation stands; only the store missed it
-                    note = f"warning: the suffix store {store} was not saved ({e.strerror})"
-                    gen.notes.append(note)
-                    print(f"specpair: {note}", file=sys.stderr)
+        return rng, drafting, drafter
+
+    def _end(self, call: Call, gen: Generation, drafting: Drafting, drafter: Drafter | None,
+             *, fresh: bool | None = None) -> None:
+        """What a generation leaves behind when it ends: auto's measurements, the suffix
+        store, and its Generation's notes and devices."""
+        self.remember(drafting, fresh=fresh)
+        if drafting.plan is not None:
+            gen.auto = drafting.plan.to_dict()
+        gen.translate_seconds = drafter.translate_seconds if drafter is not None else 0.0
+        gen.devices = self.resolver.devices()
+        gen.notes += gen.stats.notes
+        store = self.options.suffix_store
+        if store and call.store and gen.tokens:
+            try:
+                save_store(store, self.target, [gen.tokens], self.options.suffix)
+            except OSError as e:  # the generation stands; only the store missed it
+                note = f"warning: the suffix store {store} was not saved ({e.strerror})"
+                gen.notes.append(note)
+                print(f"specpair: {note}", file=sys.stderr)
+
+    def generate_batch(self, items: Sequence[str | list[dict]], *, chat: bool = False,
+                       partition: str = "", **options) -> list[Generation]:
+        """Several generations at once: `items` are prompts (text; `chat` wraps each in the
+        chat template) or conversations ([{"role", "content"}, ...]), all with the same
+        options (those of `generate`). They decode together, up to `parallel` at a time (the
+        target's sequences: `load(parallel=N)`), in one batch per step; the Generations come
+        back in the order of `items`, each as it would be alone (up to the numerical near-ties
+        a batch changes)."""
+        asked = CallOptions.of(**options)
+        scheduler = Scheduler(self.target)
+        if scheduler.n_slots > 1 and resolve_call(self.options, asked).draft not in LOOKUPS:
+            raise InvalidOption("a model draft decodes one request at a time: with "
+                                "{parallel} > 1 draft with auto, suffix, ngram or none")
+        call = self.resolve(asked, partition=partition)
+        prompts = [self.prompt_tokens(messages=item) if isinstance(item, list) else
+                   self.prompt_tokens(item, chat=chat) for item in items]
+        for tokens in prompts:  # every prompt is checked before any decodes
+            check_prompt_fits(self.target, len(tokens))
+        # auto's costs are one request's: a batch's rounds must not be stored as them
+        fresh = True if scheduler.n_slots > 1 else None
+        with self._exclusive():
+            self._enter_domain(call.cache_domain)
+            runs = []
+            for item, tokens in zip(items, prompts):
+                kind = "chat" if (chat or isinstance(item, list)) else "raw"
+                gen = Generation("", [], DecodeStats(), None, True)
+                rng, drafting, drafter = self._begin(
+                    call, gen, kind, tokens, None if isinstance(item, list) else item,
+                    item if isinstance(item, list) else None, fresh=fresh)
+                maker = PieceMaker(self.target, tokens, config=call.config, stats=gen.stats)
+                handle = scheduler.submit(Request(
+                    prompt=tokens, config=call.config, rng=rng, drafter=drafter,
+                    domain=call.cache_domain, on_step=_collect(gen, maker)))
+                runs.append((gen, drafting, drafter, handle))
+            try:
+                scheduler.run()
+            finally:
+                scheduler.cancel_all()
+                for gen, drafting, drafter, _ in runs:
+                    self._end(call, gen, drafting, drafter, fresh=fresh)
+        for _, _, _, handle in runs:
+            if handle.error is not None:
+                raise handle.error
+        return [gen for gen, _, _, _ in runs]
 
     def generate(self, prompt: str | None = None, **options) -> Generation:
         """The whole generation (the keywords of `stream`)."""
@@ -355,7 +428,7 @@ def load(target: str | Backend = DEFAULT_TARGET, *, draft: str | None = "auto",
          ngram_min: int = DEFAULT_NGRAM_MIN, ngram_max: int = DEFAULT_NGRAM_MAX,
          adaptive: bool = False, suffix: SuffixConfig | None = None,
          suffix_store: str | None = None, fresh: bool = False,
-         draft_lora: str | None = None) -> Pair:
+         draft_lora: str | None = None, parallel: int = 1) -> Pair:
     """A target and how it drafts. `target` and a model `draft` are model specs: a named model,
     a .gguf file (llama.cpp), an HF folder or `hf:`/`gguf:` prefixed spec (transformers); the
     target may also be a Backend you built (any engine that implements the protocol).
@@ -363,9 +436,12 @@ def load(target: str | Backend = DEFAULT_TARGET, *, draft: str | None = "auto",
     "suffix", "ngram", "none"/None (plain decoding), or a model spec. Nothing heavy happens
     here beyond checking a model draft's tokenizer against the target's: weights load on first
     use. `draft_lora`: a LoRA adapter GGUF (`specpair distill`'s) applied to the model draft
-    on llama.cpp; refused unless it was trained on that draft."""
+    on llama.cpp; refused unless it was trained on that draft. `parallel`: requests the
+    target decodes at once (`generate_batch`, `serve --parallel`): llama.cpp holds that many
+    sequences of `n_ctx` tokens each in one context."""
     target_config = BackendConfig(n_ctx=n_ctx, threads=threads, device=device, dtype=dtype,
-                                  gpu_layers=parse_gpu_layers(gpu_layers), compile=compile)
+                                  gpu_layers=parse_gpu_layers(gpu_layers), compile=compile,
+                                  n_seq=parallel)
     draft_config = BackendConfig(n_ctx=n_ctx, threads=threads, device=device, dtype=dtype,
                                  gpu_layers=parse_gpu_layers(draft_gpu_layers), compile=compile)
     options = DraftOptions(draft=draft or "none", draft_tokens=draft_tokens,

@@ -10,9 +10,10 @@ from specpair.auto.adaptive import PROBE_EVERY, AdaptiveDrafter, Candidate
 from specpair.auto.curve import CostCurve
 from specpair.auto.planner import ModelOption, plan, remember
 from specpair.backends import BackendConfig
-from specpair.core.decode import DecodeConfig, decode_steps
+from specpair.core.decode import DecodeConfig
 from specpair.core.stats import DecodeStats
 from specpair.drafters import NgramDrafter
+from specpair.schedule import decode_steps
 
 from .toy import FakeClock, OracleDrafter, ScriptBackend
 

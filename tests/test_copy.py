@@ -104,10 +104,11 @@ def test_reading_a_long_prompt_is_bounded_and_booked_as_setup_not_as_a_rounds_dr
     """The lookups read the prompt when the generation begins: the first round no longer pays
     for building the suffix tree over a 16k-token prompt (1.1 s here), and that work is setup
     in the statistics. The request's suffix tree holds the prompt's last 4096 tokens."""
-    from specpair.core.decode import DecodeConfig, decode_steps
+    from specpair.core.decode import DecodeConfig
     from specpair.core.drafter import Draft, Drafter
     from specpair.core.stats import DecodeStats
     from specpair.drafters.suffix import MAX_PROMPT_TOKENS, SuffixDrafter
+    from specpair.schedule import decode_steps
 
     from .toy import FakeClock, ScriptBackend
 

@@ -16,9 +16,10 @@ from specpair.auto.adaptive import PROBE_EVERY, AdaptiveDrafter, Candidate
 from specpair.auto.curve import CostCurve
 from specpair.auto.planner import plan, remember
 from specpair.backends import BackendConfig
-from specpair.core.decode import DecodeConfig, decode_steps
+from specpair.core.decode import DecodeConfig
 from specpair.core.sampling import SamplingConfig
 from specpair.drafters import ModelDrafter, NgramDrafter
+from specpair.schedule import decode_steps
 
 from .toy import FakeClock, ScriptBackend, ToyBackend
 
@@ -170,27 +171,32 @@ def test_a_busy_run_stores_acceptance_but_no_timings(cache):
     assert costs.load()[p.target_key][0] == pytest.approx(0.05)
 
 
-def test_a_stream_read_slowly_is_not_judged_busy(cache):
+def test_a_stream_read_slowly_is_not_judged_busy(cache, monkeypatch):
     """The busy check divided CPU time by the generator's whole life, including the time it
     waited at `yield` while the caller forwarded a piece: a UI reading 20 ms a piece was
-    judged busy, and no cost was ever stored."""
-    import time
+    judged busy, and no cost was ever stored. Simulated time: a round takes 4 ms of CPU and
+    wall, the caller 20 ms of wall only."""
+    import types
 
-    class Burning(ScriptBackend):  # each eval takes real CPU, as a model's would
+    from specpair.auto import adaptive
+
+    now = {"cpu": 0.0, "wall": 0.0}
+    fake = types.SimpleNamespace(process_time=lambda: now["cpu"],
+                                 perf_counter=lambda: now["wall"])
+    monkeypatch.setattr(adaptive, "time", fake)
+
+    class Burning(ScriptBackend):  # each eval takes CPU, as a model's would
         def eval(self, tokens, *, all_logits=True):
-            end = time.process_time() + 0.004
-            while time.process_time() < end:
-                pass
+            now["cpu"] += 0.004
+            now["wall"] += 0.004
             return super().eval(tokens, all_logits=all_logits)
 
     target = Burning([0] * 30, vocab=8, clock=FakeClock(), cost=lambda n: 1.0)
     target.device = "CPU (test)"
     p = plan(target, "gguf", BackendConfig(threads=1), free=[NgramDrafter()], kind="raw")
-    waited = 0.0
     for _ in decode_steps(target, p.drafter, [1, 2, 3], config=DecodeConfig(max_tokens=20),
                           rng=np.random.default_rng(0)):
-        time.sleep(0.02)  # the caller, forwarding the piece
-        waited += 0.02
-    assert p.drafter.wall_seconds < waited / 2
+        now["wall"] += 0.02  # the caller, forwarding the piece
+    assert p.drafter.wall_seconds == pytest.approx(p.drafter.cpu_seconds)
     assert remember(p, config=BackendConfig(threads=1)) is True
     assert p.target_key in costs.load()

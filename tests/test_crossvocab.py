@@ -12,9 +12,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.stats import chisquare
 
-from specpair.core.decode import DecodeConfig, decode_steps
+from specpair.core.decode import DecodeConfig
 from specpair.core.sampling import SamplingConfig
 from specpair.drafters.crossvocab import TextDrafter, complete_utf8
+from specpair.schedule import decode_steps
 
 
 class SegBackend:

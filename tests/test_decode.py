@@ -7,12 +7,13 @@ import numpy as np
 import pytest
 from scipy.stats import chisquare
 
-from specpair.core.decode import DecodeConfig, decode_steps
+from specpair.core.decode import DecodeConfig
 from specpair.core.sampling import SamplingConfig
 from specpair.core.stats import DecodeStats
 from specpair.drafters import ModelDrafter
 from specpair.errors import SpecpairError
 from specpair.generation import stream_pieces
+from specpair.schedule import decode_steps
 
 from .toy import LETTERS, ToyBackend, random_table
 

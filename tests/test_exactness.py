@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy.stats import chisquare
 
-from specpair.core.decode import DecodeConfig, decode_steps
+from specpair.core.decode import DecodeConfig
 from specpair.core.drafter import fit_to_vocab
 from specpair.core.prompt import encode_prompt
 from specpair.core.sampling import SamplingConfig
@@ -18,6 +18,7 @@ from specpair.core.verify import verify_sampled
 from specpair.drafters import Draft, Drafter, RemappedDrafter
 from specpair.generation import stream_pieces
 from specpair.measure.agreement import NEAR_TIE_MARGIN, check_tokens
+from specpair.schedule import decode_steps
 
 from .toy import ToyBackend, random_table
 

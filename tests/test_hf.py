@@ -25,11 +25,12 @@ from scipy.stats import chisquare  # noqa: E402
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers  # noqa: E402
 
 from specpair.backends import BackendConfig, load_backend  # noqa: E402
-from specpair.core.decode import DecodeConfig, decode_steps  # noqa: E402
+from specpair.core.decode import DecodeConfig  # noqa: E402
 from specpair.core.sampling import SamplingConfig, make_transform  # noqa: E402
 from specpair.core.stats import DecodeStats  # noqa: E402
 from specpair.drafters import ModelDrafter  # noqa: E402
 from specpair.measure.agreement import compare_outputs  # noqa: E402
+from specpair.schedule import decode_steps  # noqa: E402
 
 from .conftest import STORY  # noqa: E402
 

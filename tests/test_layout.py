@@ -17,6 +17,7 @@ LAYERS = [
     {"tokenizers"},
     {"drafters"},
     {"auto"},
+    {"schedule"},
     {"call", "generation", "resolve", "pair", "__init__", "distillation"},
     {"measure", "deploy", "serve", "integrations"},
     {"cli", "__main__"},

@@ -18,10 +18,11 @@ from specpair.core.acceptance import (
     verify_lenient_sampled,
     verify_typical,
 )
-from specpair.core.decode import DecodeConfig, decode_steps
+from specpair.core.decode import DecodeConfig
 from specpair.core.sampling import SamplingConfig, softmax
 from specpair.drafters import ModelDrafter
 from specpair.errors import SpecpairError
+from specpair.schedule import decode_steps
 
 from .toy import ToyBackend
 

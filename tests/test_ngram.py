@@ -4,9 +4,10 @@ it on the toy backend."""
 import numpy as np
 import pytest
 
-from specpair.core.decode import DecodeConfig, decode_steps
+from specpair.core.decode import DecodeConfig
 from specpair.drafters import NgramDrafter
 from specpair.errors import SpecpairError
+from specpair.schedule import decode_steps
 
 from .test_decode import TARGET, run
 from .toy import ToyBackend

@@ -6,12 +6,13 @@ import pytest
 
 import specpair
 from specpair.backends import sync
-from specpair.core.decode import DecodeConfig, decode_steps
+from specpair.core.decode import DecodeConfig
 from specpair.core.prompt import encode_prompt
 from specpair.core.sampling import SamplingConfig
 from specpair.core.stats import DecodeStats
 from specpair.drafters import ModelDrafter
 from specpair.measure.agreement import NEAR_TIE_MARGIN, check_tokens, compare_outputs, top2_margin
+from specpair.schedule import decode_steps
 
 from .conftest import STORY, _load
 

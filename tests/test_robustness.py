@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 
 from specpair.cli import main
-from specpair.core.decode import DecodeConfig, decode_steps
+from specpair.core.decode import DecodeConfig
 from specpair.core.sampling import SamplingConfig
 from specpair.drafters import ModelDrafter
 from specpair.drafters.crossvocab import TextDrafter
+from specpair.schedule import decode_steps
 
 from .conftest import need
 from .test_crossvocab import SegBackend

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from specpair.core.backend import EvalPart, MultiSequence, sequence
-from specpair.core.decode import DecodeConfig, decode_steps
+from specpair.core.decode import DecodeConfig
 from specpair.errors import ContextOverflow
+from specpair.schedule import decode_steps
 
 from .toy import MultiToy, random_table
 
@@ -134,3 +135,21 @@ def test_real_rewind_and_copy_keep_the_other_sequences(engine):
     engine.rewind_seq(2, 0)
     recomputed = sequence(engine, 2).eval(q)[-1:]
     assert _near(copied, recomputed)
+
+
+@pytest.mark.real
+def test_real_batch_call_three_slots_every_token_is_the_targets_own(draft_path, draft):
+    """Three requests decoded in one batch per step: every token of every output is the 0.5B's
+    argmax given its own prefix, or a numerical near-tie (the batch's kernels differ)."""
+    import specpair
+    from specpair.measure.agreement import check_tokens
+
+    prompts = ["def add(a, b):\n    return", "Write one sentence about the sea.",
+               "List: apple, banana, cherry, apple, banana,"]
+    with specpair.load(draft_path, draft="ngram", parallel=3, n_ctx=256) as pair:
+        gens = pair.generate_batch(prompts, max_tokens=24)
+        tokens = [pair.prompt_tokens(p) for p in prompts]
+    for prompt, gen in zip(tokens, gens):
+        assert gen.stats.new_tokens == len(gen.tokens) > 0
+        check = check_tokens(draft, prompt, gen.tokens)
+        assert check.ok, check.describe()

@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.stats import chisquare
 
-from specpair.core.decode import DecodeConfig, decode_steps
+from specpair.core.decode import DecodeConfig
 from specpair.core.sampling import SamplingConfig
 from specpair.drafters.suffix import (
     SuffixCache,
@@ -28,6 +28,7 @@ from specpair.drafters.suffix import (
 )
 from specpair.drafters.suffix_tree import Matcher, SuffixTree
 from specpair.errors import SpecpairError
+from specpair.schedule import decode_steps
 
 from .toy import ToyBackend, random_table
 

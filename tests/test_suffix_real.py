@@ -10,11 +10,12 @@ import pytest
 import specpair
 from specpair.auto import costs
 from specpair.auto.curve import CostCurve
-from specpair.core.decode import DecodeConfig, decode_steps
+from specpair.core.decode import DecodeConfig
 from specpair.core.prompt import encode_prompt
 from specpair.drafters.suffix import SuffixCache, SuffixDrafter
 from specpair.measure.agreement import check_tokens, compare_outputs
 from specpair.measure.suites import load_suite
+from specpair.schedule import decode_steps
 
 pytestmark = pytest.mark.real
 

@@ -114,6 +114,9 @@ class MultiSequence(Protocol):
         ...
 
 
+_MULTI = frozenset({"n_seq", "seq_tokens", "eval_many", "rewind_seq", "copy_seq"})
+
+
 class SequenceView:
     """Sequence `seq` of a MultiSequence engine, as a Backend: its own cache, the engine's
     model (tokenizer, template, vocabulary, device) for everything else."""
@@ -124,6 +127,8 @@ class SequenceView:
         self.engine, self.seq = engine, seq
 
     def __getattr__(self, name: str) -> Any:  # name, path, n_vocab, n_ctx, tokenize, ...
+        if name in _MULTI:  # a view is one sequence: the engine's others are not its own
+            raise AttributeError(name)
         return getattr(self.engine, name)
 
     @property

@@ -17,9 +17,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..core.decode import DecodeConfig, decode_steps
+from ..core.decode import DecodeConfig
 from ..core.drafter import Draft, Drafter
 from ..core.sampling import SamplingConfig
+from ..schedule import decode_steps
 
 VOCAB = 151_936
 KS = (1, 4, 8, 16)

@@ -1,0 +1,257 @@
+"""The scheduler: slots over an engine's sequences, one batched evaluation per step.
+
+A step (vLLM v1's engine step, llama-server's `update_slots`):
+1. admit waiting requests into free slots (a slot is a sequence of the engine: its cache keeps
+   the last request's tokens, reused as a prefix only by a request of the same domain);
+2. each generating slot proposes its round (`Decoding.propose`: its drafter, its K);
+3. prompts of newly admitted slots fill the rest of the token budget (`prefill_plan`);
+4. ONE `eval_many` over every slot's rows;
+5. each slot commits its round (`Decoding.commit`: the pure verification functions) and its
+   request receives the `Step`; finished, stopped and cancelled requests free their slots.
+
+Per-request state (RNG, sampling, stop handling, drafter, statistics) lives in the request and
+its `Decoding`: a request's output depends on its own inputs, not on who shares its batch (up
+to the numerical near-ties a batch's kernels change). An error of one request (a prompt that
+does not fit, its drafter failing) ends that request alone; an engine failure ends the requests
+of that batch, and the others go on.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..core.backend import EvalPart, common_prefix, sequence
+from ..core.decode import DecodeConfig, Decoding
+from ..core.drafter import Drafter
+from ..core.stats import Step
+from ..errors import SpecpairError
+from .plan import DEFAULT_TOKEN_BUDGET, prefill_plan
+
+
+@dataclass(kw_only=True)
+class Request:
+    """One generation to run. `on_step` receives each round; it returns False to end the
+    request there (a stop string was found, the client left)."""
+
+    prompt: list[int]
+    config: DecodeConfig
+    rng: np.random.Generator
+    drafter: Drafter | None = None
+    domain: str = ""  # whose cached prompt prefix the request may reuse (an API key's digest)
+    on_step: Callable[[Step], bool | None] = lambda step: True
+
+
+@dataclass
+class Handle:
+    """A submitted request: whether it is done, and the error that ended it (if any)."""
+
+    request: Request
+    done: bool = False
+    error: BaseException | None = None
+    cancelled: bool = False
+    slot: int | None = None
+    queued_at: float = field(default_factory=time.perf_counter)
+
+    def cancel(self) -> None:
+        """End the request at the next step (its slot is freed; its steps so far stand)."""
+        self.cancelled = True
+
+
+@dataclass
+class _Slot:
+    handle: Handle
+    decoding: Decoding
+    admitted: int  # admission order (prompts prefill oldest first)
+
+
+class Scheduler:
+    def __init__(self, engine, *, budget: int = DEFAULT_TOKEN_BUDGET,
+                 clock: Callable[[], float] = time.perf_counter) -> None:
+        """`engine`: a MultiSequence backend (its sequences are the slots), or any Backend
+        (one slot)."""
+        self.engine = engine
+        self.n_slots = getattr(engine, "n_seq", 1) if hasattr(engine, "eval_many") else 1
+        self.budget, self.clock = budget, clock
+        self.waiting: deque[Handle] = deque()
+        self.slots: list[_Slot | None] = [None] * self.n_slots
+        # whose tokens each cache holds ("": the caller's own, as a Pair keeps its caches)
+        self._domains: list[str] = [""] * self.n_slots
+        self._admitted = 0
+
+    # -- what callers see ---------------------------------------------------------------------
+    def submit(self, request: Request) -> Handle:
+        handle = Handle(request)
+        self.waiting.append(handle)
+        return handle
+
+    @property
+    def busy_slots(self) -> int:
+        return sum(s is not None for s in self.slots)
+
+    @property
+    def idle(self) -> bool:
+        return not self.waiting and not self.busy_slots
+
+    def run(self) -> None:
+        """Step until every submitted request is done (the library's batch call)."""
+        while not self.idle:
+            self.step()
+
+    # -- one step -----------------------------------------------------------------------------
+    def step(self) -> None:
+        for i, slot in enumerate(self.slots):
+            if slot is not None and slot.handle.cancelled:  # freed within one step
+                self._finish(i)
+        self._admit()
+        parts: list[EvalPart] = []
+        for i, slot in enumerate(self.slots):
+            if slot is None or not slot.decoding.began:
+                continue
+            try:
+                rows = slot.decoding.propose()
+            except Exception as e:  # this request's drafter: this request alone
+                self._finish(i, e)
+                continue
+            if rows is None:  # the context is full
+                self._deliver(i, slot.decoding.last_step())
+                continue
+            parts.append(EvalPart(i, rows, True))
+        waiting = sorted((s.admitted, i) for i, s in enumerate(self.slots)
+                         if s is not None and not s.decoding.began)
+        chunks = prefill_plan([(i, len(self.slots[i].decoding.prefill_rows()))  # type: ignore
+                               for _, i in waiting], round_rows=sum(len(p.tokens) for p in parts),
+                              budget=self.budget)
+        for i, n in chunks:
+            parts.append(EvalPart(i, self.slots[i].decoding.prefill_rows(n), False))  # type: ignore
+        if not parts:
+            return
+        t0 = self.clock()
+        try:
+            logits = self._evaluate(parts)
+        except Exception as e:  # the engine failed on this batch: its requests end
+            for p in parts:
+                self._finish(p.seq, e)
+            return
+        seconds = self.clock() - t0
+        for part, out in zip(parts, logits):
+            slot = self.slots[part.seq]
+            if slot is None:
+                continue
+            if not part.all_logits:
+                slot.decoding.prefilled(len(part.tokens), seconds)
+                continue
+            try:
+                step = slot.decoding.commit(out, seconds)
+            except Exception as e:
+                self._finish(part.seq, e)
+                continue
+            self._deliver(part.seq, step)
+
+    def _evaluate(self, parts: list[EvalPart]) -> list:
+        engine = self.engine
+        if hasattr(engine, "eval_many"):
+            out = engine.eval_many(parts)
+        else:  # one sequence: its prefill and its round never share a step
+            out = [engine.eval(p.tokens, all_logits=p.all_logits) for p in parts]
+        engine.synchronize()  # a GPU's launches return early: time the compute
+        return out
+
+    def _admit(self) -> None:
+        while self.waiting and None in self.slots:
+            handle = self.waiting.popleft()
+            if handle.cancelled:
+                handle.done = True
+                continue
+            request = handle.request
+            i = self._free_slot(request)
+            view = sequence(self.engine, i)
+            if self._domains[i] != request.domain:
+                view.rewind(0)  # another domain's tokens: never reused
+            self._domains[i] = request.domain
+            try:
+                decoding = Decoding(view, request.drafter, request.prompt, config=request.config,
+                                    rng=request.rng, clock=self.clock)
+            except (SpecpairError, ValueError) as e:
+                handle.error, handle.done = e, True
+                continue
+            handle.slot = i
+            self._admitted += 1
+            self.slots[i] = _Slot(handle, decoding, self._admitted)
+            if not decoding.prefill_rows():  # nothing to evaluate: the prompt is cached
+                decoding.prefilled(0, 0.0)
+
+    def _free_slot(self, request: Request) -> int:
+        """The free slot whose cache shares the longest prefix with the prompt (of the same
+        domain), else the first free one."""
+        free = [i for i, s in enumerate(self.slots) if s is None]
+
+        def shared(i: int) -> int:
+            if self._domains[i] != request.domain:
+                return -1
+            return common_prefix(sequence(self.engine, i).tokens, request.prompt)
+
+        return max(free, key=lambda i: (shared(i), -i))
+
+    def _deliver(self, i: int, step: Step) -> None:
+        slot = self.slots[i]
+        assert slot is not None
+        try:
+            go_on = slot.handle.request.on_step(step)
+        except Exception as e:
+            self._finish(i, e)
+            return
+        if step.finish or go_on is False:
+            self._finish(i)
+
+    def _finish(self, i: int, error: BaseException | None = None) -> None:
+        slot = self.slots[i]
+        if slot is None:
+            return
+        self.slots[i] = None
+        try:
+            slot.decoding.close()
+        except Exception as e:  # the request ends either way
+            error = error or e
+        slot.handle.error = error
+        slot.handle.done = True
+
+    def cancel_all(self, error: BaseException | None = None) -> None:
+        """End every request, waiting or running (shutdown)."""
+        for handle in self.waiting:
+            handle.cancelled, handle.done, handle.error = True, True, error
+        self.waiting.clear()
+        for i in range(self.n_slots):
+            self._finish(i, error)
+
+
+def decode_steps(target, drafter: Drafter | None, prompt: Sequence[int], *,
+                 config: DecodeConfig, rng: np.random.Generator,
+                 clock: Callable[[], float] = time.perf_counter) -> Iterator[Step]:
+    """Decode after `prompt`, one verification round per step, until EOS, max_tokens or a full
+    context: one request alone, which is the scheduler with one slot (one decode loop, never
+    two). Stopping the generator early (close, break) leaves the target's cache consistent and
+    still tells the drafter the generation ended; an error is raised as it happened.
+
+    `rng` seeds the verification's uniforms (a child generator is spawned, so a drafter may
+    sample from `rng` itself); `clock` times the rounds (tests pass a simulated one)."""
+    steps: deque[Step] = deque()
+    scheduler = Scheduler(target, clock=clock)
+    handle = scheduler.submit(Request(prompt=list(prompt), config=config, rng=rng,
+                                      drafter=drafter, on_step=steps.append))
+    try:
+        while not handle.done:
+            scheduler.step()
+            while steps:
+                yield steps.popleft()
+        if handle.error is not None:
+            raise handle.error
+    finally:
+        scheduler.cancel_all()
+
+
+__all__ = ["Handle", "Request", "Scheduler", "decode_steps"]
