@@ -76,15 +76,6 @@ def _add(gen: Generation, piece: Piece) -> None:
     gen.finish_reason = piece.finish_reason or gen.finish_reason
 
 
-def _collect(gen: Generation, maker: PieceMaker) -> Callable[[Step], bool]:
-    """A scheduled request's rounds into its Generation; False (end it) at a stop string."""
-    def on_step(step: Step) -> bool:
-        for piece in maker.pieces(step):
-            _add(gen, piece)
-        return not maker.done
-    return on_step
-
-
 def _noting(load, used: list[str], spec: str):
     def noted():
         drafter = load()
@@ -178,7 +169,7 @@ class Pair:
                                      p_min=self.options.draft_p_min if p_min is None else p_min)
 
     def drafting(self, call: Call, *, rng: np.random.Generator, kind: str,
-                 fresh: bool | None = None) -> Drafting:
+                 fresh: bool | None = None, lookups_only: bool = False) -> Drafting:
         """The drafter of one generation, as `call` says; built per generation since it
         carries the generation's sampling. auto and adaptive plan here."""
         spec, sampling = call.draft, call.sampling
@@ -207,7 +198,8 @@ class Pair:
             # and the long-copy lookup: a repeat of a dozen tokens or more, followed for as long
             # as the text goes on copying it (up to K = 64), cut where copies part
             free.append(CopyDrafter())
-            for s in self.resolver.auto_drafts():
+            # a model draft holds one context: it cannot draft for several requests at once
+            for s in ([] if lookups_only else self.resolver.auto_drafts()):
                 option = self.resolver.option(s, sampling=sampling, rng=rng, p_min=o.draft_p_min)
                 models.append(replace(option, load=_noting(option.load, used, s)))
         else:
@@ -304,12 +296,15 @@ class Pair:
             self._end(call, gen, drafting, drafter)
 
     def _begin(self, call: Call, gen: Generation, kind: str, tokens: list[int], prompt,
-               messages, *, fresh: bool | None = None
+               messages, *, slots: int = 1
                ) -> tuple[np.random.Generator, Drafting, Drafter | None]:
-        """One generation's RNG and drafter, and what its Generation says of them."""
+        """One generation's RNG and drafter, and what its Generation says of them. Beside
+        other requests (`slots` > 1) auto drafts with its lookups only (a model draft holds
+        one context) and stores no costs (a batch's rounds are not one request's)."""
         config = call.config
         rng = np.random.default_rng(config.sampling.seed)
-        drafting = self.drafting(call, rng=rng, kind=kind, fresh=fresh)
+        drafting = self.drafting(call, rng=rng, kind=kind, fresh=True if slots > 1 else None,
+                                 lookups_only=slots > 1)
         drafter = drafting.drafter
         if call.draft_system is not None and drafter is not None:
             drafter = self._system_prompted(drafter, call.draft_system, prompt, messages,
@@ -357,32 +352,55 @@ class Pair:
                    self.prompt_tokens(item, chat=chat) for item in items]
         for tokens in prompts:  # every prompt is checked before any decodes
             check_prompt_fits(self.target, len(tokens))
-        # auto's costs are one request's: a batch's rounds must not be stored as them
-        fresh = True if scheduler.n_slots > 1 else None
         with self._exclusive():
-            self._enter_domain(call.cache_domain)
             runs = []
             for item, tokens in zip(items, prompts):
-                kind = "chat" if (chat or isinstance(item, list)) else "raw"
                 gen = Generation("", [], DecodeStats(), None, True)
-                rng, drafting, drafter = self._begin(
-                    call, gen, kind, tokens, None if isinstance(item, list) else item,
-                    item if isinstance(item, list) else None, fresh=fresh)
-                maker = PieceMaker(self.target, tokens, config=call.config, stats=gen.stats)
-                handle = scheduler.submit(Request(
-                    prompt=tokens, config=call.config, rng=rng, drafter=drafter,
-                    domain=call.cache_domain, on_step=_collect(gen, maker)))
-                runs.append((gen, drafting, drafter, handle))
+                request, end = self.scheduled(
+                    tokens, call=call, result=gen, slots=scheduler.n_slots,
+                    kind="chat" if (chat or isinstance(item, list)) else "raw",
+                    prompt=None if isinstance(item, list) else item,
+                    messages=item if isinstance(item, list) else None)
+                runs.append((gen, end, scheduler.submit(request)))
             try:
                 scheduler.run()
             finally:
                 scheduler.cancel_all()
-                for gen, drafting, drafter, _ in runs:
-                    self._end(call, gen, drafting, drafter, fresh=fresh)
-        for _, _, _, handle in runs:
+                for _, end, _ in runs:
+                    end()
+        for _, _, handle in runs:
             if handle.error is not None:
                 raise handle.error
-        return [gen for gen, _, _, _ in runs]
+        return [gen for gen, _, _ in runs]
+
+    def scheduled(self, tokens: list[int], *, call: Call, result: Generation, kind: str,
+                  slots: int = 1, prompt: str | None = None,
+                  messages: list[dict] | None = None,
+                  on_piece: Callable[[Piece], object] = lambda piece: None,
+                  go_on: Callable[[], bool] = lambda: True) -> tuple[Request, Callable[[], None]]:
+        """One generation for a scheduler (the batch call's, the server's): its `Request`, whose
+        rounds become Pieces (to `on_piece`) and fill `result`, and the function to call when
+        it has ended. `go_on` False ends it at its next round (the client left). Under a
+        scheduler of several `slots`, auto stores no costs: a batch's rounds are not one
+        request's."""
+        fresh = True if slots > 1 else None
+        if slots > 1 and call.draft not in LOOKUPS:
+            raise InvalidOption("a model draft decodes one request at a time: with "
+                                "{parallel} > 1 draft with auto, suffix, ngram or none")
+        self._enter_domain(call.cache_domain)
+        rng, drafting, drafter = self._begin(call, result, kind, tokens, prompt, messages,
+                                             slots=slots)
+        maker = PieceMaker(self.target, tokens, config=call.config, stats=result.stats)
+
+        def on_step(step: Step) -> bool:
+            for piece in maker.pieces(step):
+                _add(result, piece)
+                on_piece(piece)
+            return not maker.done and go_on()
+
+        request = Request(prompt=tokens, config=call.config, rng=rng, drafter=drafter,
+                          domain=call.cache_domain, on_step=on_step)
+        return request, lambda: self._end(call, result, drafting, drafter, fresh=fresh)
 
     def generate(self, prompt: str | None = None, **options) -> Generation:
         """The whole generation (the keywords of `stream`)."""

@@ -19,7 +19,7 @@ from specpair.serve.engine import Engine
 
 from .conftest import unavailable
 from .serving import running
-from .toy import ToyBackend, walk_table
+from .toy import MultiToy, ToyBackend, walk_table
 
 try:
     import openai
@@ -418,3 +418,87 @@ def test_shutdown_waits_for_a_prefill_before_the_models_are_freed():
     stopper.join(10)
     assert still_waiting and done.is_set()
     assert not backend.closed_during_eval
+
+
+# -- several requests at once (--parallel) ------------------------------------------------------
+
+
+class SlowMultiToy(MultiToy):
+    def __init__(self, *args, delay: float = 0.0, **kw) -> None:
+        super().__init__(*args, **kw)
+        self.delay = delay
+
+    def eval_many(self, parts):
+        time.sleep(self.delay)
+        return super().eval_many(parts)
+
+
+def make_parallel_app(*, slots=3, delay=0.0, max_queue=4, draft="none"):
+    backend = SlowMultiToy(walk_table(), n_seq=slots, delay=delay)
+    pair = specpair.load(backend, draft=draft, fresh=True)
+    engine = Engine(pair, max_queue=max_queue)
+    app = create_app(engine, ServeSettings(model="toy", drafter=draft, max_tokens_cap=64,
+                                           defaults=CallOptions()))
+    return app, engine, backend
+
+
+def test_parallel_slots_decode_concurrent_requests_in_one_batch_each_as_alone():
+    app, engine, backend = make_parallel_app(slots=3, delay=0.01)
+    prompts = ["abc", "klm", "xyz", "fgh"]
+    with running(app) as url:
+        health = httpx.get(url + "/health").json()
+        assert health["slots"] == 3 and health["busy_slots"] == 0
+        out: dict[str, str] = {}
+
+        def ask(p):
+            r = httpx.post(url + "/v1/completions", json={"prompt": p, "max_tokens": 12},
+                           timeout=30)
+            out[p] = r.json()["choices"][0]["text"]
+
+        threads = [threading.Thread(target=ask, args=(p,)) for p in prompts]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        metrics = httpx.get(url + "/metrics").text
+    for p in prompts:  # the walk: each letter's successor, whatever shares the batch
+        start = "abcdefghijklmnopqrstuvwxyz".index(p[-1]) + 1
+        assert out[p] == "".join("abcdefghijklmnopqrstuvwxyz"[(start + i) % 26]
+                                 for i in range(12)), p
+    assert max(len(b) for b in backend.batches) == 3  # three requests' rows in one call
+    assert _metric(metrics, "specpair:num_slots") == 3
+
+
+def test_a_non_streaming_client_that_leaves_frees_its_slot_within_a_round():
+    app, engine, _ = make_parallel_app(slots=2, delay=0.05)
+    with running(app) as url:
+        body = {"prompt": "abc", "max_tokens": 60}
+        with pytest.raises(httpx.ReadTimeout):
+            httpx.post(url + "/v1/completions", json=body, timeout=0.5)  # text is flowing
+        t0 = time.monotonic()
+        while engine.busy:
+            assert time.monotonic() - t0 < 1.0, "the slot was not freed"
+            time.sleep(0.01)
+        generated = _metric(httpx.get(url + "/metrics").text,
+                            "specpair:generation_tokens_total")
+    assert generated < 30  # 60 tokens at 0.05 s would take 3 s
+
+
+def test_shutdown_with_busy_slots_cancels_them_cleanly():
+    from specpair.serve.engine import Job
+    from specpair.serve.engine import Request as GenRequest
+
+    backend = SlowMultiToy(walk_table(), n_seq=3, delay=0.02)
+    pair = specpair.load(backend, draft="none")
+    engine = Engine(pair, max_queue=2)
+    results: list = []
+    for p in ([0, 1], [5, 6], [9, 10], [3, 4]):
+        engine.submit(Job(GenRequest(prompt=p, call=pair.resolve(CallOptions(max_tokens=60)),
+                                     kind="completion"), lambda piece: None,
+                          lambda stats, error, internal: results.append((stats, error))))
+    time.sleep(0.2)
+    assert engine.busy_slots == 3
+    engine.shutdown(cancel_after=0.1)
+    assert len(results) == 4 and not engine.busy
+    assert sum(1 for _, e in results if e and "shutting down" in e) == 1  # the waiting one
+    assert all(len(backend.seq_tokens(i)) < 60 for i in range(3))

@@ -239,3 +239,62 @@ def test_a_draft_with_another_tokenizer_serves_exactly(draft_path, gemma_path, m
                              target.tokenize(text, add_bos=False))
         assert check.ok, check.describe()
     target.close()
+
+
+def _serve(args: list[str], port: int):
+    proc = subprocess.Popen([sys.executable, "-m", "specpair.cli", "serve", "--port", str(port),
+                             *args], stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 90
+    while True:
+        try:
+            if httpx.get(url + "/health", timeout=1).status_code == 200:
+                return proc, url
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline or proc.poll() is not None:
+            proc.kill()
+            raise AssertionError(proc.stderr.read())
+        time.sleep(0.2)
+
+
+def test_parallel_slots_serve_three_at_once_each_token_the_targets_own(draft_path, draft):
+    """`serve --parallel 3` on the 0.5B: three requests decode in one batch per step, each
+    token of each answer is the target's argmax or a near-tie given its own prefix; two API
+    keys' requests share no cached prefix; SIGTERM with busy slots exits 0."""
+    port = 19000 + os.getpid() % 1000
+    proc, url = _serve(["--target", draft_path, "--draft", "suffix", "--parallel", "3",
+                        "--n-ctx", "512", "--api-key", "alice", "--api-key", "bob"], port)
+    try:
+        assert httpx.get(url + "/health").json()["slots"] == 3
+
+        def ask(prompt, key="alice", max_tokens=24):
+            r = httpx.post(url + "/v1/completions", timeout=120, json={
+                "prompt": prompt, "max_tokens": max_tokens},
+                headers={"Authorization": f"Bearer {key}"})
+            return r.json()
+
+        with ThreadPoolExecutor(3) as pool:
+            answers = list(pool.map(ask, PROMPTS[:3]))
+        for prompt, answer in zip(PROMPTS[:3], answers):
+            tokens = encode_prompt(draft, prompt, chat=False)
+            out = draft.tokenize(answer["choices"][0]["text"], add_bos=False)
+            check = check_tokens(draft, tokens, out)
+            assert check.ok, check.describe()
+        shared = "Here is a long shared preamble about ships and tides. " * 4
+        ask(shared + "One.", "alice", 4)
+        assert ask(shared + "Two.", "alice", 4)["usage"]["prompt_tokens_details"][
+            "cached_tokens"] > 20
+        assert ask(shared + "Two.", "bob", 4)["usage"]["prompt_tokens_details"][
+            "cached_tokens"] == 0
+        threads = [threading.Thread(target=lambda: ask("Once upon a time", "bob", 400))
+                   for _ in range(3)]
+        for t in threads:
+            t.start()
+        time.sleep(2.0)
+        assert httpx.get(url + "/health").json()["busy_slots"] >= 1
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()

@@ -73,7 +73,8 @@ def add_model_options(p: argparse.ArgumentParser, *, draft_default: str,
                    help="choose K each round from measured costs and recent acceptance, down to "
                         "plain steps when drafting does not pay (always on with --draft auto)")
     p.add_argument("--n-ctx", type=int, default=DEFAULT_N_CTX, metavar="N",
-                   help=f"context length in tokens (default {DEFAULT_N_CTX}, at most the model's)")
+                   help=f"context length in tokens (default {DEFAULT_N_CTX}, at most the "
+                        "model's); serve --parallel N: each slot's, N contexts in all")
     p.add_argument("--threads", type=int, default=None, metavar="N",
                    help="CPU threads per model (default: the CPUs this process may use, from "
                         "its affinity and cgroup quota)")

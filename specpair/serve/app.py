@@ -123,6 +123,29 @@ def _replay(messages: list, then=None):
     return receive
 
 
+class KeyGuard:
+    """ASGI middleware: the API (/v1/, /metrics) answers only a known key (401 otherwise), and
+    each request learns its key's partition (`request.state.partition`). Plain ASGI, not
+    Starlette's BaseHTTPMiddleware: behind that, a route's `request.is_disconnected()` never
+    saw a client leave, so a non-streaming request whose client had gone held its slot."""
+
+    def __init__(self, app, keys: tuple[str, ...]) -> None:
+        self.app, self.keys = app, keys
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and self.keys:
+            path = scope["path"]
+            if path.startswith("/v1/") or path == "/metrics":
+                given = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")
+                token = given[7:] if given.lower().startswith("bearer ") else ""
+                if not any(hmac.compare_digest(token.encode(), k.encode()) for k in self.keys):
+                    response = _error(401, "invalid or missing API key: send 'Authorization: "
+                                           "Bearer KEY'", kind="authentication_error")
+                    return await response(scope, receive, send)
+                scope.setdefault("state", {})["partition"] = partition_of(token)
+        return await self.app(scope, receive, send)
+
+
 def partition_of(token: str) -> str:
     """An API key's suffix-tree partition: a digest, so the key itself is kept nowhere."""
     return hashlib.sha256(token.encode()).hexdigest()[:16] if token else ""
@@ -143,6 +166,7 @@ def create_app(engine: Engine, settings: ServeSettings) -> FastAPI:
     app.state.engine, app.state.settings, app.state.metrics = engine, settings, metrics
     engine.observe(lambda job, stats: metrics.record(stats, stats.cached_tokens))
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    app.add_middleware(KeyGuard, keys=settings.api_keys)
 
     # -- errors: always an OpenAI-style body, never a traceback --------------------------
     @app.exception_handler(RequestValidationError)
@@ -169,25 +193,11 @@ def create_app(engine: Engine, settings: ServeSettings) -> FastAPI:
         log.error("internal error on %s", request.url.path, exc_info=exc)
         return _error(500, f"internal error: {type(exc).__name__}", kind="server_error")
 
-    # -- API keys -------------------------------------------------------------------------
-    @app.middleware("http")
-    async def _guard(request: Request, call_next):
-        path = request.url.path
-        protected = path.startswith("/v1/") or path == "/metrics"
-        if protected and settings.api_keys:
-            given = request.headers.get("authorization", "")
-            token = given[7:] if given.lower().startswith("bearer ") else ""
-            if not any(hmac.compare_digest(token.encode(), k.encode())
-                       for k in settings.api_keys):
-                return _error(401, "invalid or missing API key: send 'Authorization: Bearer "
-                                   "KEY'", kind="authentication_error")
-            request.state.partition = partition_of(token)
-        return await call_next(request)
-
     # -- routes ---------------------------------------------------------------------------
     @app.get("/health")
     async def health():
         return {"status": "ok", "model": settings.model, "busy": engine.busy,
+                "slots": engine.slots, "busy_slots": engine.busy_slots,
                 "queue": engine.queue_length, "drafter": settings.drafter,
                 "drafters": list(settings.drafters)}
 
@@ -199,7 +209,8 @@ def create_app(engine: Engine, settings: ServeSettings) -> FastAPI:
     @app.get("/metrics")
     async def metrics_route():
         metrics.waiting.set(engine.queue_length)
-        metrics.running.set(1 if engine.busy else 0)
+        metrics.running.set(engine.busy_slots)
+        metrics.slots.set(engine.slots)
         metrics.set_suffix(engine.suffix_stats())
         return Response(metrics.exposition(), media_type="text/plain; version=0.0.4")
 
@@ -289,6 +300,9 @@ def _build_request(engine: Engine, settings: ServeSettings, body, content, kind:
     return GenRequest(prompt=prompt, call=call, kind=kind)
 
 
+DISCONNECT_CHECK = 0.1  # seconds between looks for a non-streaming client that left
+
+
 def _status(error: str, internal: bool) -> int:
     return 503 if "shutting down" in error else 500 if internal else 400
 
@@ -296,15 +310,23 @@ def _status(error: str, internal: bool) -> int:
 async def _collect(engine: Engine, job: Job, events: asyncio.Queue, request: Request, kind: str,
                    rid: str, model: str, finished):
     """A non-streaming response: wait for the job, cancelling it if the client leaves (or the
-    server shuts down and cancels this handler)."""
+    server shuts down and cancels this handler). The client is looked for every
+    DISCONNECT_CHECK seconds whether or not text is flowing (it once was only after a quarter
+    second without a piece: a client that left a request producing text held its slot to the
+    end)."""
     try:
         pieces: list[str] = []
+        checked = time.perf_counter()
         while True:
             try:
-                event = await asyncio.wait_for(events.get(), timeout=0.25)
+                event = await asyncio.wait_for(events.get(), timeout=DISCONNECT_CHECK)
             except (asyncio.TimeoutError, TimeoutError):  # distinct types before Python 3.11
+                event = None
+            if time.perf_counter() - checked >= DISCONNECT_CHECK or event is None:
+                checked = time.perf_counter()
                 if await request.is_disconnected():
                     engine.cancel(job)
+            if event is None:
                 continue
             if event[0] == "piece":
                 pieces.append(event[1].text)

@@ -1,12 +1,13 @@
-"""One model pair serving requests one at a time, in FIFO order, from a bounded queue.
+"""One model pair serving requests, up to `--parallel` at once, in FIFO order, from a bounded
+queue.
 
-The HTTP layer (app.py) submits a `Job`; a single worker thread runs the pair's generation for
-it (`Pair.stream`) and hands each piece of text to the job's listener. Everything here is
-synchronous and HTTP-free: the app bridges it to asyncio. A job can be cancelled at any time
-(client gone, shutdown): the worker checks between pieces, so a cancelled generation stops
-within one verification round and the generator's `finally` leaves the caches consistent.
-Cancelled jobs that are still waiting leave the queue at once: they never count against
---max-queue.
+The HTTP layer (app.py) submits a `Job`; a single worker thread owns the pair's scheduler
+(specpair/schedule): it admits waiting jobs into free slots, steps the scheduler (one batched
+evaluation for every running job's round) and hands each piece of text to its job's listener.
+Everything here is synchronous and HTTP-free: the app bridges it to asyncio. A job can be
+cancelled at any time (client gone, shutdown): its generation ends at its next round and the
+scheduler leaves the caches consistent. Cancelled jobs that are still waiting leave the queue at
+once: they never count against --max-queue.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from ..core.stats import DecodeStats
 from ..errors import SpecpairError
 from ..generation import Generation, Piece
 from ..pair import Pair
+from ..schedule import Handle, Scheduler
 
 log = logging.getLogger("specpair.serve")
 
@@ -53,13 +55,15 @@ class Job:
 
 class Engine:
     def __init__(self, pair: Pair, *, max_queue: int) -> None:
-        """`max_queue`: requests that may wait while one runs (0: none wait, one runs)."""
+        """`max_queue`: requests that may wait while every slot is busy (0: none wait)."""
         self.pair = pair
         self.target = pair.target
         self.max_queue = max_queue
+        self.scheduler = Scheduler(pair.target)
+        self.slots = self.scheduler.n_slots
         self._waiting: deque[Job] = deque()
+        self._running: dict[int, tuple[Job, Handle, Callable[[], None]]] = {}
         self._cv = threading.Condition()
-        self._running: Job | None = None
         self._closing = False
         self._observers: list[Callable[[Job, DecodeStats], None]] = []
         self._thread = threading.Thread(target=self._work, name="specpair-engine", daemon=True)
@@ -81,36 +85,43 @@ class Engine:
             return len(self._waiting)
 
     @property
+    def busy_slots(self) -> int:
+        return len(self._running)
+
+    @property
     def busy(self) -> bool:
-        return self._running is not None
+        return bool(self._running)
 
     def submit(self, job: Job) -> None:
         with self._cv:
             if self._closing:
                 raise QueueFull("the server is shutting down")
             self._purge()
-            idle = self._running is None and not self._waiting
-            if len(self._waiting) >= self.max_queue and not idle:
-                raise QueueFull(f"{len(self._waiting)} requests are already waiting")
+            # every slot busy and max_queue waiting (jobs not admitted yet count as waiting)
+            if len(self._running) + len(self._waiting) >= self.slots + self.max_queue:
+                raise QueueFull(f"{max(0, len(self._waiting) - (self.slots - len(self._running)))}"
+                                " requests are already waiting")
             self._waiting.append(job)
             self._cv.notify()
 
     def cancel(self, job: Job) -> None:
-        """The client is gone: stop the job (within a round) or take it out of the queue."""
+        """The client is gone: stop the job (at its next round) or take it out of the
+        queue."""
         job.cancelled.set()
         with self._cv:
             if job in self._waiting:
                 self._waiting.remove(job)
                 job.on_done(DecodeStats(), "cancelled", False)
+            self._cv.notify()
 
     def observe(self, fn: Callable[[Job, DecodeStats], None]) -> None:
         """Call fn(job, stats) after every finished job (metrics)."""
         self._observers.append(fn)
 
     def shutdown(self, *, cancel_after: float) -> None:
-        """Stop taking jobs; let the running one finish for up to `cancel_after` seconds, then
-        cancel it; everything still waiting is cancelled at once. Returns when the worker has
-        stopped: the models are no longer in use."""
+        """Stop taking jobs; let the running ones finish for up to `cancel_after` seconds,
+        then cancel them; everything still waiting is cancelled at once. Returns when the
+        worker has stopped: the models are no longer in use."""
         with self._cv:
             self._closing = True
             waiting = list(self._waiting)
@@ -120,52 +131,73 @@ class Engine:
             job.cancelled.set()
             job.on_done(DecodeStats(), "the server is shutting down", False)
         deadline = time.monotonic() + cancel_after
-        while self._running is not None and time.monotonic() < deadline:
+        while self._running and time.monotonic() < deadline:
             time.sleep(0.02)
-        running = self._running
-        if running is not None:
-            running.cancelled.set()
-        # no timeout: a cancelled generation stops within one round, but a prefill cannot be
-        # interrupted, and the caller frees the models after this returns (a timeout here
-        # freed llama.cpp's contexts under a running prefill)
+        for job, _, _ in list(self._running.values()):
+            job.cancelled.set()
+        # no timeout: a cancelled generation ends at its next round, a prompt chunk is bounded
+        # by the step's token budget, and the caller frees the models after this returns
         self._thread.join()
 
+    # -- the worker: admit, step, deliver ----------------------------------------------------
     def _work(self) -> None:
         while True:
             with self._cv:
-                while not self._waiting and not self._closing:
+                while not self._waiting and not self._running and not self._closing:
                     self._cv.wait()
-                if self._closing and not self._waiting:
+                if self._closing and not self._waiting and not self._running:
                     return
-                job = self._waiting.popleft()
-                self._running = job
+                admit = []
+                while self._waiting and len(self._running) + len(admit) < self.slots:
+                    admit.append(self._waiting.popleft())
+            for job in admit:
+                self._start(job)
+            for job, handle, _ in self._running.values():
+                if job.cancelled.is_set():
+                    handle.cancel()
             try:
-                self._run(job)
-            finally:
-                self._running = None
+                self.scheduler.step()
+            except Exception:  # never let one step kill the worker; log it whole
+                log.exception("internal error in a scheduler step")
+                self.scheduler.cancel_all(RuntimeError("internal error in a scheduler step"))
+            for key, (job, handle, end) in list(self._running.items()):
+                if handle.done:
+                    del self._running[key]
+                    self._done(job, handle, end)
 
-    # -- one generation -----------------------------------------------------------------
-    def _run(self, job: Job) -> None:
-        request = job.request
+    def _start(self, job: Job) -> None:
         if job.cancelled.is_set():
             job.on_done(job.result.stats, "cancelled", False)
             return
-        error, internal = None, False
-        pieces = self.pair.stream(tokens=request.prompt, result=job.result, kind=request.kind,
-                                  call=request.call)
+        request = job.request
         try:
-            for piece in pieces:
-                job.on_piece(piece)
-                if job.cancelled.is_set():
-                    job.result.stats.finish = "cancelled"
-                    break
+            scheduled, end = self.pair.scheduled(
+                request.prompt, call=request.call, result=job.result, kind=request.kind,
+                slots=self.slots, on_piece=job.on_piece,
+                go_on=lambda: not job.cancelled.is_set())
         except SpecpairError as e:
+            job.on_done(job.result.stats, str(e), False)
+            return
+        except Exception as e:
+            log.exception("internal error starting a generation")
+            job.on_done(job.result.stats, f"internal error: {type(e).__name__}", True)
+            return
+        self._running[id(job)] = (job, self.scheduler.submit(scheduled), end)
+
+    def _done(self, job: Job, handle: Handle, end: Callable[[], None]) -> None:
+        error, internal = None, False
+        e = handle.error
+        if job.cancelled.is_set() and job.result.stats.finish is None:
+            job.result.stats.finish = "cancelled"
+        if isinstance(e, SpecpairError):
             error = str(e)
-        except Exception as e:  # never let one request kill the worker; log it whole
-            log.exception("internal error in a generation")
+        elif e is not None:
+            log.error("internal error in a generation", exc_info=e)
             error, internal = f"internal error: {type(e).__name__}", True
-        finally:
-            pieces.close()
+        try:
+            end()
+        except Exception:
+            log.exception("internal error ending a generation")
         for fn in self._observers:
             fn(job, job.result.stats)
         job.on_done(job.result.stats, error, internal)

@@ -34,7 +34,10 @@ class Metrics:
                                          registry=r)
         self.waiting = Gauge(f"{PREFIX}num_requests_waiting", "Requests in the queue",
                              registry=r)
-        self.running = Gauge(f"{PREFIX}num_requests_running", "Requests decoding", registry=r)
+        self.running = Gauge(f"{PREFIX}num_requests_running", "Requests decoding (busy slots)",
+                             registry=r)
+        self.slots = Gauge(f"{PREFIX}num_slots", "Requests the server decodes at once "
+                           "(--parallel)", registry=r)
         self.tokens_per_second = Histogram(
             f"{PREFIX}tokens_per_second", "Decoding speed of each request (steady state)",
             buckets=(1, 2, 5, 10, 15, 20, 30, 40, 60, 80, 120, 200, 400), registry=r)
