@@ -82,12 +82,17 @@ def test_bench_endpoint_against_llama_cpp_python_and_specpair(draft_path, tmp_pa
         assert r["tokens_per_second"]["n"] == 2 and r["tokens_per_second"]["mean"] > 0
         assert r["ttft"]["mean"] > 0
         assert [row["run"] for row in r["runs"]] == [0, 1]
-        assert r["load"]["ok"] == 4 and r["load"]["p99"] >= r["load"]["p50"] > 0
+        point = r["load"]["2"]  # a closed loop of 2 in flight, 4 x 2 requests
+        assert point["ok"] == 8 and point["p99"] >= point["p50"] > 0
+    # (llama-cpp-python's server interrupts a stream when another request arrives: its
+    # answers under load can be empty, so time to first token is checked on ours)
+    assert ours_r["load"]["2"]["ttft_p50"] > 0
     for r in (lookup_r, ours_r):
         assert r["speedup"]["ratio"] > 0 and "agreement" in r
     # specpair's server reports its drafts; llama-cpp-python exposes no counters
     assert ours_r["speculative"]["source"] == "speculative"
     assert ours_r["speculative"]["drafted"] > 0
+    assert ours_r["load"]["2"]["drafted"] > 0  # from its /metrics over the load point
     assert "speculative" not in plain_r
     terminal = capsys.readouterr().out
     assert "as fast as llama-cpp-python" in terminal

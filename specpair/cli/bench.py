@@ -67,9 +67,12 @@ def add(sub) -> None:
                        help="--endpoint: sent as 'Authorization: Bearer KEY'")
     bench.add_argument("--model", default=None, metavar="NAME",
                        help="--endpoint: the model field of each request")
-    bench.add_argument("--concurrency", type=int, default=1, metavar="N",
-                       help="--endpoint: also measure throughput with N concurrent requests "
-                            "(2N requests; p50/p99 latency)")
+    bench.add_argument("--concurrency", type=int, nargs="+", default=[1], metavar="C",
+                       help="--endpoint: also measure each endpoint under load, one closed "
+                            "loop per C (exactly C requests in flight, at least 4C requests, "
+                            "endpoints interleaved): aggregate tokens/s, p50/p99 latency, time "
+                            "to first token, drafted and accepted tokens. Example: "
+                            "--concurrency 1 2 4 8")
     bench.add_argument("--timeout", type=float, default=300.0, metavar="S",
                        help="--endpoint: seconds before a request is abandoned (default 300)")
     bench.add_argument("--cold", action="store_true",

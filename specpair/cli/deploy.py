@@ -50,7 +50,8 @@ def bench_endpoints(args: argparse.Namespace) -> int:
     from ..measure.bench import DEFAULT_RUNS
     from ..measure.suites import DEFAULT_PER_CATEGORY, SPEC_BENCH
 
-    if args.concurrency < 1 or args.timeout <= 0 or (args.runs is not None and args.runs < 1):
+    if min(args.concurrency) < 1 or args.timeout <= 0 or (args.runs is not None and
+                                                            args.runs < 1):
         raise InvalidOption("--concurrency and --runs must be >= 1, --timeout > 0")
     labels = args.label or [f"endpoint {i + 1}" for i in range(len(args.endpoint))]
     endpoints = [Endpoint(url, label, args.api_key, args.model)
@@ -66,7 +67,9 @@ def bench_endpoints(args: argparse.Namespace) -> int:
     progress = Progress(TextColumn("bench"), BarColumn(), MofNCompleteColumn(),
                         TextColumn("tokens"), console=stderr_console(), transient=True)
     with progress:
-        task = progress.add_task("bench", total=args.runs * len(endpoints) * args.max_tokens)
+        loads = sum(4 * c for c in args.concurrency) if args.concurrency != [1] else 0
+        task = progress.add_task("bench", total=(args.runs + loads) * len(endpoints)
+                                 * args.max_tokens)
         report = run(endpoints, prompts, runs=args.runs, max_tokens=args.max_tokens,
                      sampling=sampling_config(args), timeout=args.timeout,
                      concurrency=args.concurrency, advance=lambda n: progress.advance(task, n))

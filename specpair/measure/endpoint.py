@@ -34,6 +34,7 @@ class EndpointError(EngineError):
 
 FAMILIES = ("vllm:", "llamacpp:", "specpair:")
 DEFAULT_TIMEOUT = 300.0
+LOAD_REQUESTS_PER_SLOT = 4  # a load point sends at least 4 x C requests
 _LINE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+([-+0-9.eEinfNa]+)')
 
 
@@ -219,8 +220,11 @@ def _read_extras(chunk: dict, result: Result) -> None:
 
 def run(endpoints: Sequence[Endpoint], prompts: Sequence[Prompt], *, runs: int,
         max_tokens: int, sampling: SamplingConfig, timeout: float = DEFAULT_TIMEOUT,
-        concurrency: int = 1, advance: Callable[[int], None] = lambda n: None) -> dict:
-    """Interleaved runs over every endpoint; the first endpoint is the reference."""
+        concurrency: Sequence[int] = (1,), per_point: int = LOAD_REQUESTS_PER_SLOT,
+        advance: Callable[[int], None] = lambda n: None) -> dict:
+    """Interleaved runs over every endpoint (the first is the reference); then, for each
+    concurrency C asked beyond a lone 1, a closed loop per endpoint: exactly C requests in
+    flight, `per_point` x C requests in all, endpoints interleaved point by point."""
     if not endpoints:
         raise SpecpairError("give at least one --endpoint URL")
     clients = [Client(e, timeout=timeout) for e in endpoints]
@@ -229,7 +233,7 @@ def run(endpoints: Sequence[Endpoint], prompts: Sequence[Prompt], *, runs: int,
         c.request(prompts[0], max_tokens=8, sampling=sampling, seed=seed)
     rows: dict[str, list[dict]] = {e.label: [] for e in endpoints}
     texts: dict[str, list[str]] = {e.label: [] for e in endpoints}
-    load: dict[str, dict] = {}
+    load: dict[str, dict[int, dict]] = {e.label: {} for e in endpoints}
     for r in range(runs):
         prompt = prompts[r % len(prompts)]
         for c in clients:
@@ -238,36 +242,57 @@ def run(endpoints: Sequence[Endpoint], prompts: Sequence[Prompt], *, runs: int,
                                            "category": prompt.category})
             texts[c.endpoint.label].append(res.text)
             advance(res.completion_tokens)
-    if concurrency > 1:
-        for c in clients:
-            load[c.endpoint.label] = _load_test(c, prompts, concurrency, max_tokens, sampling,
-                                                seed)
-    return _report(endpoints, rows, texts, load, runs=runs, max_tokens=max_tokens,
-                   sampling=sampling, concurrency=concurrency, seed=seed)
+    points = list(concurrency) if list(concurrency) != [1] else []
+    for n, level in enumerate(points):
+        # endpoints take turns going first, so neither always runs on a warmer machine
+        for c in clients[n % len(clients):] + clients[:n % len(clients)]:
+            load[c.endpoint.label][level] = _load_test(c, prompts, level, max_tokens,
+                                                       sampling, seed, per_point, advance)
+    return _report(endpoints, rows, texts, {k: v for k, v in load.items() if v}, runs=runs,
+                   max_tokens=max_tokens, sampling=sampling, concurrency=points, seed=seed)
 
 
 def _load_test(client: Client, prompts, concurrency: int, max_tokens: int,
-               sampling: SamplingConfig, seed: int) -> dict:
-    """concurrency x 2 requests, concurrency at a time: throughput and latency under load."""
-    jobs = [prompts[i % len(prompts)] for i in range(concurrency * 2)]
+               sampling: SamplingConfig, seed: int, per_point: int,
+               advance: Callable[[int], None] = lambda n: None) -> dict:
+    """A closed loop: `concurrency` requests in flight at every moment (a new one as soon as
+    one ends), per_point x concurrency requests: aggregate throughput, latency, time to first
+    token, and the server's drafted and accepted tokens (its /metrics, before and after)."""
+    jobs = [prompts[i % len(prompts)] for i in range(concurrency * per_point)]
     results, errors = [], 0
+    before = client.metrics()
     t0 = time.perf_counter()
 
-    def one(p):
-        return client.request(p, max_tokens=max_tokens, sampling=sampling, seed=seed)
+    def one(i_p):
+        i, p = i_p
+        return client.request(p, max_tokens=max_tokens, sampling=sampling, seed=seed + i)
 
     with ThreadPoolExecutor(concurrency) as pool:
-        for fut in [pool.submit(one, p) for p in jobs]:
+        for fut in [pool.submit(one, ip) for ip in enumerate(jobs)]:
             try:
-                results.append(fut.result())
+                res = fut.result()
+                results.append(res)
+                advance(res.completion_tokens)
             except SpecpairError:
                 errors += 1
     wall = time.perf_counter() - t0
+    after = client.metrics()
     lat = [r.seconds for r in results]
-    return {"requests": len(jobs), "ok": len(results), "errors": errors,
-            "tokens_per_second": sum(r.completion_tokens for r in results) / wall,
-            "p50": float(np.percentile(lat, 50)) if lat else None,
-            "p99": float(np.percentile(lat, 99)) if lat else None}
+    ttft = [r.ttft for r in results if r.ttft is not None]
+    out = {"concurrency": concurrency, "requests": len(jobs), "ok": len(results),
+           "errors": errors, "seconds": wall,
+           "tokens_per_second": sum(r.completion_tokens for r in results) / wall,
+           "p50": float(np.percentile(lat, 50)) if lat else None,
+           "p99": float(np.percentile(lat, 99)) if lat else None,
+           "ttft_p50": float(np.percentile(ttft, 50)) if ttft else None,
+           "drafted": None, "accepted": None}
+    if before is not None and after is not None:
+        counts = spec_counters({k: after[k] - before.get(k, 0.0) for k in after})
+        out["drafted"], out["accepted"] = counts["draft_tokens"], counts["accepted"]
+    elif results and all(r.drafted is not None for r in results):
+        out["drafted"] = sum(r.drafted or 0 for r in results)
+        out["accepted"] = sum(r.accepted or 0 for r in results)
+    return out
 
 
 def _report(endpoints, rows, texts, load, *, runs, max_tokens, sampling, concurrency,
@@ -342,11 +367,16 @@ def print_report(report: dict, console) -> None:
     table.add_row("outputs vs reference", *(
         f"{m['agreement']['identical']}/{m['agreement']['runs']} identical"
         if "agreement" in m else "-" for m in report["endpoints"]))
-    if report["concurrency"] > 1:
-        table.add_row(f"load x{report['concurrency']}: tok/s, p50/p99 s", *(
-            f"{m['load']['tokens_per_second']:.1f}, {m['load']['p50']:.2f}/"
-            f"{m['load']['p99']:.2f}" if m.get("load") and m["load"]["p50"] else "-"
-            for m in report["endpoints"]))
+    for level in report["concurrency"]:
+        def point(m, level=level):
+            p = (m.get("load") or {}).get(level)
+            if not p or p["p50"] is None:
+                return "-"
+            spec = (f", {p['accepted']:.0f}/{p['drafted']:.0f} accepted" if p["drafted"]
+                    else "")
+            return (f"{p['tokens_per_second']:.1f} tok/s, p50/p99 {p['p50']:.1f}/"
+                    f"{p['p99']:.1f} s, ttft {p['ttft_p50']:.2f} s{spec}")
+        table.add_row(f"{level} in flight", *(point(m) for m in report["endpoints"]))
     console.print(table)
     for line in report["verdict"]:
         console.print(f"[bold]{line}[/bold]", soft_wrap=True)
