@@ -12,14 +12,9 @@ keyword arguments and become one frozen `DecodeConfig` per call.
 
 from __future__ import annotations
 
-import contextlib
-import sys
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 
 import numpy as np
 
@@ -35,19 +30,20 @@ from .call import (
 )
 from .core.decode import check_prompt_fits
 from .core.drafter import Drafter
-from .core.files import writable
 from .core.prompt import encode_prompt
 from .core.sampling import SamplingConfig
 from .core.stats import DecodeStats, Step
 from .drafters.copy import MAX_FACTOR, CopyDrafter
 from .drafters.model import DEFAULT_DRAFT_P_MIN
 from .drafters.ngram import DEFAULT_NGRAM_MAX, DEFAULT_NGRAM_MIN, NgramDrafter
-from .drafters.suffix import SuffixCache, SuffixConfig, SuffixDrafter, load_store, save_store
-from .errors import InvalidOption, SpecpairError
+from .drafters.suffix import SuffixCache, SuffixConfig, SuffixDrafter
+from .errors import InvalidOption
+from .exclusive import Exclusive
 from .generation import Generation, Piece, PieceMaker, stream_pieces
 from .models import DEFAULT_TARGET
 from .resolve import DraftSource, Resolver
 from .schedule import Request, Scheduler
+from .suffix_trees import SuffixTrees
 
 
 @dataclass
@@ -63,11 +59,6 @@ class Drafting:
     @property
     def name(self) -> str:
         return "none" if self.drafter is None else self.drafter.name
-
-
-# all partitions' suffix trees together hold at most this many times one tree's token bound
-# (~50 MB each at the defaults), and at most 64 times as many trees (empty ones cost little)
-KEY_TREES = 4
 
 
 def _add(gen: Generation, piece: Piece) -> None:
@@ -88,23 +79,15 @@ class Pair:
     def __init__(self, target: str | Backend, *, target_config: BackendConfig,
                  draft_config: BackendConfig, options: DraftOptions) -> None:
         self.options = options
-        if options.suffix_store:
-            why = writable(Path(options.suffix_store))
-            if why is not None:  # checked before any decoding: the save comes after it
-                raise InvalidOption(f"{{suffix_store}} cannot be written ({why}): give a "
-                                    "path in a folder you can write")
+        # first: an unwritable store is refused before the target is even looked for
+        self.trees = SuffixTrees(options.suffix, options.suffix_store, lambda: self.target)
         self.resolver = Resolver(target, target_config=target_config, draft_config=draft_config)
         if options.draft not in LOOKUPS:
             self.resolver.verdict(options.draft)  # a pair that cannot work fails here
             if options.draft_lora:
                 self.resolver.check_lora(options.draft, options.draft_lora)
-        # the global suffix trees by partition, least recently used first (see suffix_cache)
-        self._suffix: OrderedDict[str, SuffixCache] = OrderedDict()
         self._domain: str | None = None  # whose prompt the models' caches hold (see stream)
-        # one generation at a time uses the models' caches: held from a stream's first piece
-        # to its end (see _exclusive)
-        self._busy = threading.Condition()
-        self._owner: int | None = None
+        self._exclusive = Exclusive()  # one generation at a time on the models
 
     # -- what the pair holds --------------------------------------------------------------
     @property
@@ -117,24 +100,8 @@ class Pair:
         return self.resolver.target_spec
 
     def suffix_cache(self, partition: str = "") -> SuffixCache:
-        """The global suffix tree of one partition (an API key's, or everyone's).
-
-        Each tree is bounded (`SuffixConfig`), and so is their number: a server sees keys
-        without end, so all the trees together hold at most KEY_TREES x one tree's token
-        bound, the least recently used partition's tree dropped first (never the one asked
-        for)."""
-        if partition not in self._suffix:
-            store = self.options.suffix_store
-            self._suffix[partition] = (load_store(store, self.target, self.options.suffix)
-                                       if store and not partition else
-                                       SuffixCache(self.options.suffix))
-        self._suffix.move_to_end(partition)
-        budget = KEY_TREES * max(1, self.options.suffix.max_cached_tokens)
-        while len(self._suffix) > 1 and (
-                sum(c.cached_tokens for c in self._suffix.values()) > budget
-                or len(self._suffix) > KEY_TREES * 64):
-            self._suffix.popitem(last=False)
-        return self._suffix[partition]
+        """The global suffix tree of one partition (an API key's, or everyone's)."""
+        return self.trees.tree(partition)
 
     # -- one call ---------------------------------------------------------------------------
     def resolve(self, options: CallOptions | None = None, *, partition: str = "") -> Call:
@@ -214,7 +181,7 @@ class Pair:
 
     def forget_suffix(self, partition: str) -> None:
         """Drop a partition's global suffix tree (a benchmark's warm-up must not teach it)."""
-        self._suffix.pop(partition, None)
+        self.trees.forget(partition)
 
     def remember(self, drafting: Drafting, *, fresh: bool | None = None) -> None:
         """Store what auto measured (a fresh pair stores nothing)."""
@@ -225,7 +192,7 @@ class Pair:
     # -- generating -------------------------------------------------------------------------
     def suffix_caches(self) -> dict[str, SuffixCache]:
         """The global suffix trees, by partition."""
-        return dict(self._suffix)
+        return self.trees.all()
 
     def prompt_tokens(self, prompt: str | None = None, *, messages: list[dict] | None = None,
                       chat: bool = False, tokens: list[int] | None = None) -> list[int]:
@@ -255,30 +222,8 @@ class Pair:
             call = self.resolve(CallOptions.of(**options), partition=partition)
         elif options:
             raise InvalidOption("give a resolved call or options, not both")
-        with self._exclusive():
+        with self._exclusive.held():
             yield from self._stream(call, prompt, messages, tokens, kind, chat, result)
-
-    @contextlib.contextmanager
-    def _exclusive(self) -> Iterator[None]:
-        """The models' caches serve one generation at a time. Another thread's call waits for
-        the running one to end; a second call from the thread whose stream is suspended (a
-        stream read halfway, then `generate`) would decode over its cache and change its text,
-        so it is refused."""
-        me = threading.get_ident()
-        with self._busy:
-            if self._owner == me:
-                raise SpecpairError(
-                    "this Pair is in the middle of another stream in this thread: finish or "
-                    "close that stream first (pieces.close()), or use one Pair per stream")
-            while self._owner is not None:
-                self._busy.wait()
-            self._owner = me
-        try:
-            yield
-        finally:
-            with self._busy:
-                self._owner = None
-                self._busy.notify()
 
     def _stream(self, call: Call, prompt, messages, tokens, kind, chat,
                 result) -> Iterator[Piece]:
@@ -325,14 +270,8 @@ class Pair:
         gen.translate_seconds = drafter.translate_seconds if drafter is not None else 0.0
         gen.devices = self.resolver.devices()
         gen.notes += gen.stats.notes
-        store = self.options.suffix_store
-        if store and call.store and gen.tokens:
-            try:
-                save_store(store, self.target, [gen.tokens], self.options.suffix)
-            except OSError as e:  # the generation stands; only the store missed it
-                note = f"warning: the suffix store {store} was not saved ({e.strerror})"
-                gen.notes.append(note)
-                print(f"specpair: {note}", file=sys.stderr)
+        if call.store and (note := self.trees.save(gen.tokens)):
+            gen.notes.append(note)
 
     def generate_batch(self, items: Sequence[str | list[dict]], *, chat: bool = False,
                        partition: str = "", **options) -> list[Generation]:
@@ -352,7 +291,7 @@ class Pair:
                    self.prompt_tokens(item, chat=chat) for item in items]
         for tokens in prompts:  # every prompt is checked before any decodes
             check_prompt_fits(self.target, len(tokens))
-        with self._exclusive():
+        with self._exclusive.held():
             runs = []
             for item, tokens in zip(items, prompts):
                 gen = Generation("", [], DecodeStats(), None, True)

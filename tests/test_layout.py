@@ -18,7 +18,8 @@ LAYERS = [
     {"drafters"},
     {"auto"},
     {"schedule"},
-    {"call", "generation", "resolve", "pair", "__init__", "distillation"},
+    {"call", "generation", "resolve", "suffix_trees", "exclusive", "pair", "__init__",
+     "distillation"},
     {"measure", "deploy", "serve", "integrations"},
     {"cli", "__main__"},
 ]

@@ -350,7 +350,7 @@ def test_an_unwritable_store_is_refused_before_decoding_and_a_failed_save_keeps_
 def test_per_key_suffix_trees_are_bounded_in_total_least_recently_used_out_first():
     """A server kept one tree per API key for its whole life (~50 MB each, keys without end)."""
     import specpair
-    from specpair.pair import KEY_TREES
+    from specpair.suffix_trees import KEY_TREES
 
     from .toy import ToyBackend, walk_table
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -55,7 +55,6 @@ class Handle:
     error: BaseException | None = None
     cancelled: bool = False
     slot: int | None = None
-    queued_at: float = field(default_factory=time.perf_counter)
 
     def cancel(self) -> None:
         """End the request at the next step (its slot is freed; its steps so far stand)."""
