@@ -34,6 +34,8 @@ def ratio_cell(base: list[float], mine: list[float]) -> str:
 def table(report: dict, title: str) -> list[str]:
     """Every mode overall (with a 95% interval), then, where requests carry a category, one
     row per category with a column per mode (a few requests each: no interval)."""
+    if any(e.get("load") for e in report["endpoints"]):
+        return load_table(report, title)
     by_label = {e["label"]: e for e in report["endpoints"]}
     modes = [e for e in report["endpoints"] if e["label"] not in PLAIN.values()]
 
@@ -65,6 +67,24 @@ def table(report: dict, title: str) -> list[str]:
              for k, v in PLAIN.items() if v in by_label}
     lines += ["", "plain tokens/s end to end (mean over requests): " + ", ".join(
         f"{k} {v:.2f}" for k, v in plain.items())]
+    return lines
+
+
+def load_table(report: dict, title: str) -> list[str]:
+    """SPECPAIR_ANCHORS=concurrency: each endpoint's closed loops, one row per endpoint and
+    level, its aggregate over the first endpoint's at the same level."""
+    first = report["endpoints"][0].get("load") or {}
+    lines = [f"### {title}, under load", "", "| endpoint | in flight | aggregate tok/s | vs "
+             f"{report['endpoints'][0]['label']} | p50 / p99 s | time to first token s | "
+             "drafted / accepted |", "|---|---|---|---|---|---|---|"]
+    for e in report["endpoints"]:
+        for level, p in sorted((e.get("load") or {}).items(), key=lambda kv: int(kv[0])):
+            ref = first.get(level)
+            vs = f"{p['tokens_per_second'] / ref['tokens_per_second']:.2f}x" if ref else "-"
+            spec = (f"{p['drafted']:.0f} / {p['accepted']:.0f}" if p.get("drafted")
+                    else "-")
+            lines.append(f"| {e['label']} | {level} | {p['tokens_per_second']:.1f} | {vs} | "
+                         f"{p['p50']:.1f} / {p['p99']:.1f} | {p['ttft_p50']:.2f} | {spec} |")
     return lines
 
 
