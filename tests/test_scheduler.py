@@ -168,3 +168,25 @@ def test_the_batch_call_refuses_a_model_draft_with_several_slots_and_a_prompt_to
         p.generate_batch(["abc", "a" * 40], max_tokens=4)
     with pytest.raises(SpecpairError, match="model draft decodes one request at a time"):
         p.generate_batch(["abc"], draft="small.gguf", max_tokens=4)
+
+
+def test_a_prefix_another_slot_of_the_same_domain_holds_is_copied_not_recomputed():
+    """Requests of one API key that share a long prompt prefix (a file, a system prompt) share
+    its cached KV: copied from the slot that holds it, even while that slot is generating;
+    another key's request recomputes it."""
+    config = DecodeConfig(max_tokens=40)
+    toy = MultiToy(random_table(26, 1), n_seq=3, n_ctx=400)
+    s = Scheduler(toy)
+    out: dict[int, list[int]] = {}
+    shared = list(range(26)) * 4  # 104 tokens
+    s.submit(_request(shared + [1], config, out, domain="alice"))
+    for _ in range(3):
+        s.step()  # alice's first request is generating
+    s.submit(_request(shared + [2, 3], DecodeConfig(max_tokens=4), out, domain="alice"))
+    s.submit(_request(shared + [2, 3], DecodeConfig(max_tokens=4), out, domain="bob"))
+    s.run()
+    rows = {seq: max(n for b in toy.batches[3:] for q, n in b if q == seq) for seq in (1, 2)}
+    assert rows[1] < 5  # alice's second request (slot 1): only its own last tokens
+    assert rows[2] >= 100  # bob's (slot 2): the whole prompt
+    assert out[1] == _solo(shared + [2, 3], DecodeConfig(max_tokens=4))
+    assert out[2] == out[1] and out[0] == _solo(shared + [1], config)

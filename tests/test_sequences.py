@@ -153,3 +153,39 @@ def test_real_batch_call_three_slots_every_token_is_the_targets_own(draft_path, 
         assert gen.stats.new_tokens == len(gen.tokens) > 0
         check = check_tokens(draft, prompt, gen.tokens)
         assert check.ok, check.describe()
+
+
+@pytest.mark.real
+def test_real_a_prefix_copied_from_a_generating_slot_gives_the_targets_own_tokens(engine, draft):
+    """llama.cpp: a request whose prompt shares a long prefix with a slot that is generating
+    gets that prefix's KV copied (unified cache cells shared), and its greedy output is still
+    the target's own, token by token."""
+    from specpair.core.stats import DecodeStats
+    from specpair.measure.agreement import check_tokens
+    from specpair.schedule import Request, Scheduler
+
+    for seq in range(3):
+        engine.rewind_seq(seq, 0)
+    shared = engine.tokenize("def parse(line):\n    '''Split a CSV line into fields.'''\n" * 3)
+    s = Scheduler(engine)
+    out: dict[int, list[int]] = {0: [], 1: []}
+    stats = DecodeStats()
+
+    def collect(i):
+        def on_step(step):
+            out[i].extend(step.tokens)
+            if i == 1:
+                stats.add(step)
+        return on_step
+
+    s.submit(Request(prompt=shared + engine.tokenize(" return"), config=DecodeConfig(
+        max_tokens=24), rng=np.random.default_rng(0), on_step=collect(0)))
+    for _ in range(3):
+        s.step()
+    second = shared + engine.tokenize(" fields =")
+    s.submit(Request(prompt=second, config=DecodeConfig(max_tokens=16),
+                     rng=np.random.default_rng(0), on_step=collect(1)))
+    s.run()
+    assert stats.cached_tokens >= len(shared) - 1  # copied, not recomputed
+    check = check_tokens(draft, second, out[1])
+    assert check.ok, check.describe()

@@ -68,6 +68,9 @@ class _Slot:
     admitted: int  # admission order (prompts prefill oldest first)
 
 
+MIN_SHARED_PREFIX = 16  # tokens: a shorter shared prefix is not worth a copy
+
+
 class Scheduler:
     def __init__(self, engine, *, budget: int = DEFAULT_TOKEN_BUDGET,
                  clock: Callable[[], float] = time.perf_counter) -> None:
@@ -172,6 +175,7 @@ class Scheduler:
             if self._domains[i] != request.domain:
                 view.rewind(0)  # another domain's tokens: never reused
             self._domains[i] = request.domain
+            self._share_prefix(i, request)
             try:
                 decoding = Decoding(view, request.drafter, request.prompt, config=request.config,
                                     rng=request.rng, clock=self.clock)
@@ -195,6 +199,24 @@ class Scheduler:
             return common_prefix(sequence(self.engine, i).tokens, request.prompt)
 
         return max(free, key=lambda i: (shared(i), -i))
+
+    def _share_prefix(self, i: int, request: Request) -> None:
+        """Give slot i the longest prefix of the prompt that another sequence of the same
+        domain holds, where it is longer than slot i's own: copied between sequences
+        (llama.cpp shares the KV cells), never recomputed, and never across domains. Between
+        steps every cache holds only committed tokens (a running request's, or a prompt's
+        part already evaluated), so any of them may be the source."""
+        if self.n_slots == 1 or not hasattr(self.engine, "copy_seq"):
+            return
+        best = common_prefix(sequence(self.engine, i).tokens, request.prompt)
+        source = None
+        for j in range(self.n_slots):
+            if j != i and self._domains[j] == request.domain:
+                n = common_prefix(sequence(self.engine, j).tokens, request.prompt)
+                if n > best:
+                    best, source = n, j
+        if source is not None and best >= MIN_SHARED_PREFIX:
+            self.engine.copy_seq(source, i, best)
 
     def _deliver(self, i: int, step: Step) -> None:
         slot = self.slots[i]
