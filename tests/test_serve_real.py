@@ -308,3 +308,21 @@ def test_parallel_slots_serve_three_at_once_each_token_the_targets_own(draft_pat
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_parallel_a_non_streaming_client_that_leaves_frees_its_slot_within_a_round(draft_path):
+    target = load_backend(draft_path, BackendConfig(n_ctx=512, n_seq=3))
+    engine = Engine(specpair.load(target, draft="none"), max_queue=2)
+    app = create_app(engine, ServeSettings(model="qwen-0.5b", drafter="none"))
+    try:
+        with running(app) as url:
+            with pytest.raises(httpx.ReadTimeout):  # text is flowing when the client leaves
+                httpx.post(url + "/v1/completions", timeout=1.5, json={
+                    "prompt": "Once upon a time", "max_tokens": 400})
+            t0 = time.monotonic()
+            while engine.busy:
+                assert time.monotonic() - t0 < 1.0, "the slot was not freed"
+                time.sleep(0.01)
+    finally:
+        engine.shutdown(cancel_after=1)
+        target.close()
