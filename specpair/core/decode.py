@@ -54,6 +54,11 @@ def check_prompt_fits(target: Backend, n_prompt: int) -> None:
                               f"{target.n_ctx}: shorten the prompt or pass a larger {{n_ctx}}")
 
 
+def _first_step() -> dict:
+    """What only a generation's first step reports (then zeroed)."""
+    return {"prefill_seconds": 0.0, "setup_seconds": 0.0, "cached_tokens": 0}
+
+
 class Decoding:
     """One request's decoding, as the halves of its rounds: `prefill_rows`/`prefilled` bring
     the prompt into the target's cache, then each round is `propose` (the drafter's draft,
@@ -86,7 +91,7 @@ class Decoding:
         self._draft = _NO_DRAFT
         self._note: str | None = None
         self._t_start = self._t_drafted = 0.0
-        self._first = {"prefill_seconds": 0.0, "setup_seconds": 0.0, "cached_tokens": 0}
+        self._first = _first_step()
         # The cache keeps the longest prefix it shares with the prompt (less one token, as
         # `sync` re-evaluates at least one). A one-token prompt leaves nothing to evaluate,
         # but the cache may still hold an earlier decode's tokens: it is emptied, or the next
@@ -167,11 +172,13 @@ class Decoding:
         step = Step(tokens=new, n_drafted=len(draft.tokens), n_accepted=n_acc,
                     n_judged=n_judged, draft_seconds=self._t_drafted - self._t_start,
                     target_seconds=target_seconds, verify_seconds=t_verified - t_evaluated,
-                    seconds=t_verified - self._t_start + target_seconds - (
-                        t_evaluated - self._t_drafted), finish=finish, note=self._note,
+                    # this round's own work: drafting, the evaluation, verification (not the
+                    # other slots' work a scheduler did between propose and commit)
+                    seconds=(self._t_drafted - self._t_start) + target_seconds
+                    + (t_verified - t_evaluated), finish=finish, note=self._note,
                     **self._first)
         self._note = None
-        self._first = {"prefill_seconds": 0.0, "setup_seconds": 0.0, "cached_tokens": 0}
+        self._first = _first_step()
         if self.drafter is not None:
             self.drafter.observe(step)
         return step
@@ -180,7 +187,7 @@ class Decoding:
         """The empty step that ends a generation whose context filled up."""
         step = Step(tokens=[], n_drafted=0, n_accepted=0, draft_seconds=0.0,
                     target_seconds=0.0, seconds=0.0, finish=self.finish, **self._first)
-        self._first = {"prefill_seconds": 0.0, "setup_seconds": 0.0, "cached_tokens": 0}
+        self._first = _first_step()
         return step
 
     def close(self) -> None:
