@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from .auto.planner import AutoPlan, ModelOption, plan, remember
+from .auto.planner import AutoPlan, ModelOption, batch_curve, plan, remember
 from .backends import DEFAULT_N_CTX, Backend, BackendConfig, parse_gpu_layers
 from .call import (
     LOOKUPS,
@@ -42,7 +42,7 @@ from .exclusive import Exclusive
 from .generation import Generation, Piece, PieceMaker, stream_pieces
 from .models import DEFAULT_TARGET
 from .resolve import DraftSource, Resolver
-from .schedule import Request, Scheduler
+from .schedule import DEFAULT_TOKEN_BUDGET, Request, Scheduler
 from .suffix_trees import SuffixTrees
 
 
@@ -176,7 +176,7 @@ class Pair:
             forced_key = self.resolver.draft_cost_key(spec, call.draft_lora)
         p = plan(self.target, self.resolver.target_engine, self.resolver.target_config,
                  free=free, models=models, forced=forced, forced_key=forced_key, kind=kind,
-                 max_k=call.config.draft_tokens, fresh=fresh)
+                 max_k=call.config.draft_tokens, fresh=fresh, domain=call.cache_domain)
         return Drafting(p.drafter, p, time.perf_counter() - t0, list(p.notes), used)
 
     def forget_suffix(self, partition: str) -> None:
@@ -245,11 +245,10 @@ class Pair:
                ) -> tuple[np.random.Generator, Drafting, Drafter | None]:
         """One generation's RNG and drafter, and what its Generation says of them. Beside
         other requests (`slots` > 1) auto drafts with its lookups only (a model draft holds
-        one context) and stores no costs (a batch's rounds are not one request's)."""
+        one context), and the batch chooses its K (it offers: schedule/goodput.py)."""
         config = call.config
         rng = np.random.default_rng(config.sampling.seed)
-        drafting = self.drafting(call, rng=rng, kind=kind, fresh=True if slots > 1 else None,
-                                 lookups_only=slots > 1)
+        drafting = self.drafting(call, rng=rng, kind=kind, lookups_only=slots > 1)
         drafter = drafting.drafter
         if call.draft_system is not None and drafter is not None:
             drafter = self._system_prompted(drafter, call.draft_system, prompt, messages,
@@ -260,11 +259,11 @@ class Pair:
         gen.drafter, gen.notes = drafting.name, drafting.notes
         return rng, drafting, drafter
 
-    def _end(self, call: Call, gen: Generation, drafting: Drafting, drafter: Drafter | None,
-             *, fresh: bool | None = None) -> None:
+    def _end(self, call: Call, gen: Generation, drafting: Drafting,
+             drafter: Drafter | None) -> None:
         """What a generation leaves behind when it ends: auto's measurements, the suffix
         store, and its Generation's notes and devices."""
-        self.remember(drafting, fresh=fresh)
+        self.remember(drafting)
         if drafting.plan is not None:
             gen.auto = drafting.plan.to_dict()
         gen.translate_seconds = drafter.translate_seconds if drafter is not None else 0.0
@@ -282,7 +281,7 @@ class Pair:
         back in the order of `items`, each as it would be alone (up to the numerical near-ties
         a batch changes)."""
         asked = CallOptions.of(**options)
-        scheduler = Scheduler(self.target)
+        scheduler = self.scheduler()
         if scheduler.n_slots > 1 and resolve_call(self.options, asked).draft not in LOOKUPS:
             raise InvalidOption("a model draft decodes one request at a time: with "
                                 "{parallel} > 1 draft with auto, suffix, ngram or none")
@@ -312,6 +311,14 @@ class Pair:
                 raise handle.error
         return [gen for gen, _, _ in runs]
 
+    def scheduler(self) -> Scheduler:
+        """A scheduler over the target's sequences (several: on the stored verify curve)."""
+        r = self.resolver
+        curve = None if getattr(self.target, "n_seq", 1) == 1 else batch_curve(
+            self.target, r.target_engine, r.target_config, points=DEFAULT_TOKEN_BUDGET,
+            fresh=self.options.fresh)
+        return Scheduler(self.target, curve=curve)
+
     def scheduled(self, tokens: list[int], *, call: Call, result: Generation, kind: str,
                   slots: int = 1, prompt: str | None = None,
                   messages: list[dict] | None = None,
@@ -319,10 +326,7 @@ class Pair:
                   go_on: Callable[[], bool] = lambda: True) -> tuple[Request, Callable[[], None]]:
         """One generation for a scheduler (the batch call's, the server's): its `Request`, whose
         rounds become Pieces (to `on_piece`) and fill `result`, and the function to call when
-        it has ended. `go_on` False ends it at its next round (the client left). Under a
-        scheduler of several `slots`, auto stores no costs: a batch's rounds are not one
-        request's."""
-        fresh = True if slots > 1 else None
+        it has ended. `go_on` False ends it at its next round (the client left)."""
         if slots > 1 and call.draft not in LOOKUPS:
             raise InvalidOption("a model draft decodes one request at a time: with "
                                 "{parallel} > 1 draft with auto, suffix, ngram or none")
@@ -339,7 +343,7 @@ class Pair:
 
         request = Request(prompt=tokens, config=call.config, rng=rng, drafter=drafter,
                           domain=call.cache_domain, on_step=on_step)
-        return request, lambda: self._end(call, result, drafting, drafter, fresh=fresh)
+        return request, lambda: self._end(call, result, drafting, drafter)
 
     def generate(self, prompt: str | None = None, **options) -> Generation:
         """The whole generation (the keywords of `stream`)."""

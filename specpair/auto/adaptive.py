@@ -35,132 +35,18 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import replace
 
 from ..core.drafter import Draft, Drafter
 from ..core.stats import Step
+from .candidates import DEFAULT_PRIOR_ALPHA, Acceptance, Candidate, reach_of
 from .costmodel import MIN_PREDICTED_SPEEDUP, CostModel
 from .curve import CostCurve
 
-DECAY = 0.9  # per judged round: acceptance counts have a memory of about 10 rounds
-PRIOR_ROUNDS = 4.0  # how many rounds a prior acceptance is worth
 PROBE_EVERY = 32  # plain rounds between two K = 1 probes of a drafter that costs something
-DEFAULT_PRIOR_ALPHA = 0.3  # conservative: a model draft must prove itself before it drafts long
 SHADOW_PENDING = 24  # free proposals awaiting judgement (a K=16 one waits up to 16 rounds)
 EXPLORE_EVERY = 16  # rounds between two measurements of curve points not seen this run
 EXPLORE_GAIN = 1.15  # what such a point must promise over the current choice
-
-
-@dataclass
-class Acceptance:
-    """Decayed per-position acceptance counts of one drafter (or one kind of its proposals)."""
-
-    reached: list[float]
-    accepted: list[float]
-    observed: int = 0  # positions judged at least once (a measured prior counts)
-    # one rate for every position (Drafter.memoryless): counts are kept in position 0
-    pooled: bool = False
-
-    @classmethod
-    def prior(cls, alphas: Sequence[float], max_k: int, *, observed: int,
-              pooled: bool = False) -> Acceptance:
-        fill = sum(alphas) / len(alphas) if alphas else DEFAULT_PRIOR_ALPHA
-        full = [alphas[i] if i < len(alphas) else fill for i in range(max_k)]
-        if pooled:
-            full = [fill] * max_k
-        return cls([PRIOR_ROUNDS] * max_k, [PRIOR_ROUNDS * a for a in full], observed, pooled)
-
-    @property
-    def alphas(self) -> list[float]:
-        """Per-position conditional acceptance. Position i > 0 carries one pseudo-observation
-        at position i-1's estimate, so positions not drafted lately follow their neighbour
-        instead of keeping a stale value. Pooled: the one rate at every position."""
-        if self.pooled:
-            r = self.reached[0] if self.reached else 0.0
-            rate = self.accepted[0] / r if r > 1e-6 else 0.0
-            return [rate] * len(self.reached)
-        out: list[float] = []
-        for a, r in zip(self.accepted, self.reached):
-            out.append((a + out[-1]) / (r + 1) if out else (a / r if r > 1e-6 else 0.0))
-        return out
-
-    def learn(self, n_judged: int, n_accepted: int, *, start: int = 0) -> None:
-        """One round judged positions 0..n_judged-1 and accepted the first n_accepted. With
-        `start`, positions before it were already learned (a shadow proposal credited while
-        the text went on matching it): only the rest are counted, and the decay is not
-        applied again."""
-        if n_judged <= start:
-            return
-        if not start:
-            self.reached = [r * DECAY for r in self.reached]
-            self.accepted = [a * DECAY for a in self.accepted]
-        if self.pooled and self.reached:
-            judged = min(n_judged, len(self.reached)) - start
-            self.reached[0] += judged
-            self.accepted[0] += max(0, min(n_accepted, n_judged) - start)
-            self.observed = max(self.observed, min(n_judged, len(self.reached)))
-            return
-        for i in range(start, min(n_judged, len(self.reached))):
-            self.reached[i] += 1
-            self.accepted[i] += i < n_accepted
-        self.observed = max(self.observed, min(n_judged, len(self.reached)))
-
-
-@dataclass
-class Candidate:
-    """One drafter and what is known of it: acceptance overall and per kind of proposal
-    (Draft.kind: an n-gram match of 2 tokens predicts worse than one of 4)."""
-
-    drafter: Drafter
-    free: bool  # costs nothing to ask: judged in shadow every round
-    acceptance: Acceptance
-    seconds_per_token: float = 0.0
-    max_k: int = 16
-    drafted_tokens: int = 0
-    by_kind: dict[str, Acceptance] = field(default_factory=dict)
-    seconds_per_call: float = 0.0  # catch-up in steady drafting (learned)
-    # this run's own measurements, for the cost cache (not blended with what was stored)
-    measured_seconds: float = 0.0
-    measured_tokens: int = 0
-    measured_rounds: int = 0
-    # acceptance per kind of proposal that earlier runs stored: where a kind starts from
-    kind_priors: dict[str, list[float]] = field(default_factory=dict)
-
-    @classmethod
-    def with_prior(cls, drafter: Drafter, *, free: bool, prior: Sequence[float], max_k: int,
-                   seconds_per_token: float = 0.0,
-                   kind_priors: dict[str, list[float]] | None = None) -> Candidate:
-        return cls(drafter, free, Acceptance.prior(prior, max_k, observed=len(prior),
-                                                   pooled=drafter.memoryless),
-                   seconds_per_token, max_k, kind_priors=dict(kind_priors or {}))
-
-    @property
-    def name(self) -> str:
-        return self.drafter.name
-
-    @property
-    def alphas(self) -> list[float]:
-        return self.acceptance.alphas
-
-    def of_kind(self, kind: str) -> Acceptance:
-        if not kind:
-            return self.acceptance
-        if kind not in self.by_kind:  # a kind starts from what earlier runs stored for it, or
-            # from the conservative default: a kind never seen (a 2-token match in text that
-            # stopped repeating) must prove itself, in shadow, before it drafts
-            # a memoryless drafter's kinds refine one rate (a copy's match length): a new kind
-            # starts from the drafter's own rate, learned over all of them
-            prior = self.kind_priors.get(kind, [])
-            if not prior and self.drafter.memoryless and self.acceptance.observed:
-                prior = self.acceptance.alphas[:1]
-            self.by_kind[kind] = Acceptance.prior(prior, self.max_k, observed=len(prior),
-                                                  pooled=self.drafter.memoryless)
-        return self.by_kind[kind]
-
-    def learn(self, n_judged: int, n_accepted: int, kind: str = "", *, start: int = 0) -> None:
-        self.acceptance.learn(n_judged, n_accepted, start=start)
-        if kind:
-            self.of_kind(kind).learn(n_judged, n_accepted, start=start)
 
 
 class AdaptiveDrafter(Drafter):
@@ -187,6 +73,7 @@ class AdaptiveDrafter(Drafter):
         self.decide_seconds = 0.0  # auto's own work, all rounds: a cost every round pays
         self.decided_rounds = 0
         self._round_started: tuple[float, float] | None = None  # (CPU, wall) at propose
+        self._offered = False  # this round was an offer: the batch chose its K
 
     # -- the generation -------------------------------------------------------------------
     def begin(self, prompt: Sequence[int]) -> None:
@@ -220,8 +107,12 @@ class AdaptiveDrafter(Drafter):
             self._round_started = None
 
     def _observe(self, step: Step) -> None:
-        self.curve.observe(step.n_drafted + 1, step.target_seconds)
         used, self._used = self._used, None
+        if self._offered:  # the batch's seconds, not this request's; its K was the batch's
+            self.chosen.append((used.name, step.n_drafted) if used is not None
+                               and step.n_drafted else ("plain", 0))
+        else:
+            self.curve.observe(step.n_drafted + 1, step.target_seconds)
         if used is not None:
             used.drafter.observe(step)  # the round it drafted
         last, self._last = self._last, (used if used is not None and step.n_drafted else None)
@@ -311,16 +202,48 @@ class AdaptiveDrafter(Drafter):
         self._deciding = self._clock() - t0
         return cand.drafter.propose(context, k)
 
-    def _propose(self, context: Sequence[int], k: int, t0: float) -> Draft:
+    def _free_drafts(self, context: Sequence[int], k_max: int) -> dict[int, Draft]:
+        """Every free drafter's proposal: asked every round (it costs nothing), and judged in
+        shadow against what the target then produces."""
         self._judge_shadows(context)
-        k_max = min(k, self.max_k)
         free_drafts = {}
         for cand in self.candidates:
-            if cand.free:  # ask now: it costs nothing, and its answer is judged in shadow
+            if cand.free:
                 draft = cand.drafter.propose(context, k_max)
                 free_drafts[id(cand)] = draft
                 if draft.tokens and len(self._shadow) < SHADOW_PENDING:
                     self._shadow.append((cand, len(context), draft, 0))
+        return free_drafts
+
+    def offer(self, context: Sequence[int], k: int) -> Draft:
+        """Beside other requests: the free proposal with the most expected accepted tokens,
+        whole, with its reach per token; the scheduler cuts it by the whole batch's goodput
+        (schedule/goodput.py), so neither this request's own K rule nor its curve (a batch's
+        seconds are not this request's) decides. Paid drafters are not asked here."""
+        self._round_started = (time.process_time(), time.perf_counter())
+        t0 = self._clock()
+        self._offered = True
+        best: tuple[float, Candidate, Draft] | None = None
+        free_drafts = self._free_drafts(context, min(k, self.max_k))
+        for cand in self.candidates:
+            draft = free_drafts.get(id(cand))
+            if draft is None or not draft.tokens:
+                continue
+            reach = reach_of(cand.of_kind(draft.kind).alphas, len(draft.tokens))
+            value = sum(reach)
+            if best is None or value > best[0]:
+                best = (value, cand, replace(draft, reach=tuple(reach)))
+        self._used = best[1] if best is not None else None
+        self._used_kind = ""
+        self._deciding = self._clock() - t0
+        self.decide_seconds += self._deciding
+        self.decided_rounds += 1
+        return best[2] if best is not None else Draft([])
+
+    def _propose(self, context: Sequence[int], k: int, t0: float) -> Draft:
+        self._offered = False
+        k_max = min(k, self.max_k)
+        free_drafts = self._free_drafts(context, k_max)
         if not self.curve.known:  # the first round measures a plain step
             return self._plain(count=False)
         best = self._best(self.curve.estimate(), free_drafts, k_max)
@@ -410,3 +333,7 @@ class AdaptiveDrafter(Drafter):
         return {c.name: c.alphas for c in self.candidates}
 
     # no close(): the candidates' models are the pair's, kept for the next call
+
+
+__all__ = ["DEFAULT_PRIOR_ALPHA", "EXPLORE_EVERY", "PROBE_EVERY", "Acceptance", "AdaptiveDrafter",
+           "Candidate"]

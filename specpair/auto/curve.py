@@ -170,6 +170,16 @@ class CostCurve:
             out.append(value)
         return tuple(out)
 
+    def at(self, n: int) -> float:
+        """The estimate for a batch of n rows, also past the curve's last point (its last
+        slope, at least MIN_SLOPE single steps a row): a batch of several requests' rounds
+        and prompt chunks may be larger than any single round."""
+        est = self.estimate()
+        if n <= self.points:
+            return est[max(n, 1) - 1]
+        slope = max(est[-1] - est[-2], MIN_SLOPE * est[0])
+        return est[-1] + slope * (n - self.points)
+
     def measured(self) -> dict[int, float]:
         """{batch size: seconds} for every point measured, in this run or by earlier ones (a
         median of runs, within the physics bound)."""

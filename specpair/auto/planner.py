@@ -52,6 +52,7 @@ class AutoPlan:
     # are detectable)
     # drafter name -> cost key of each paid drafter: where its cost per token is stored
     draft_keys: dict[str, str] = field(default_factory=dict)
+    priors: str = ""  # where its acceptance is stored: the kind, and whose (an API key's)
 
     def to_dict(self) -> dict:
         paid = [c for c in self.drafter.candidates if not c.free]
@@ -109,12 +110,15 @@ class ModelOption:
 def plan(target: Backend, engine: str, config: BackendConfig, *, free: Sequence[Drafter] = (),
          models: Sequence[ModelOption] = (), forced: Drafter | None = None,
          forced_key: str | None = None, kind: str, max_k: int = AUTO_MAX_K,
-         fresh: bool = False) -> AutoPlan:
+         fresh: bool = False, domain: str = "") -> AutoPlan:
     """The auto drafter for `target`. `free` drafters (lookups) are always candidates;
     `models` are loaded only if they can win; `forced` (a model drafter the user named, with
     adaptive K) is always a candidate. `fresh` ignores the cost cache: a first run on a new
-    machine. Nothing here decodes."""
+    machine. `domain`: whose acceptance priors it starts from and stores (an API key's digest:
+    what one key's requests taught auto never steers another's; "": everyone's). Nothing here
+    decodes."""
     t0 = time.perf_counter()
+    priors = f"{kind}|key={domain}" if domain else kind
     stored = {} if fresh else costs.load()
     target_key = costs.cost_key("verify", engine, target.path, config, target.device)
     curve_stored = stored.get(target_key)
@@ -130,15 +134,15 @@ def plan(target: Backend, engine: str, config: BackendConfig, *, free: Sequence[
     candidates: list[Candidate] = []
     draft_keys: dict[str, str] = {}
     for drafter in free:
-        prior = stored.get(_prior_key(target_key, drafter.name, kind)) or []
+        prior = stored.get(_prior_key(target_key, drafter.name, priors)) or []
         candidates.append(Candidate.with_prior(
             drafter, free=True, prior=prior, max_k=max_k,
-            kind_priors=_kind_priors(stored, target_key, drafter.name, kind)))
+            kind_priors=_kind_priors(stored, target_key, drafter.name, priors)))
     if forced is not None:
         per_token = stored.get(forced_key) if forced_key else None
         if forced_key:
             draft_keys[forced.name] = forced_key
-        prior = stored.get(_prior_key(target_key, forced.name, kind)) or []
+        prior = stored.get(_prior_key(target_key, forced.name, priors)) or []
         candidates.append(Candidate.with_prior(forced, free=False, prior=prior,
                                                max_k=min(max_k, MODEL_MAX_K),
                                                seconds_per_token=per_token or 0.0))
@@ -173,7 +177,7 @@ def plan(target: Backend, engine: str, config: BackendConfig, *, free: Sequence[
         except SpecpairError as e:  # the pair does not line up, or the model is missing
             notes.append(f"{name}: not loaded: {e}")
             continue
-        prior = stored.get(_prior_key(target_key, drafter.name, kind)) or []
+        prior = stored.get(_prior_key(target_key, drafter.name, priors)) or []
         candidates.append(Candidate.with_prior(drafter, free=False, prior=prior,
                                                max_k=min(max_k, MODEL_MAX_K),
                                                seconds_per_token=per_token))
@@ -182,7 +186,17 @@ def plan(target: Backend, engine: str, config: BackendConfig, *, free: Sequence[
     adaptive = AdaptiveDrafter(candidates, curve, max_k=max_k)
     on_cpu = "CPU" in target.device  # partly offloaded models too (backends' device labels)
     return AutoPlan(adaptive, notes, time.perf_counter() - t0, target_key, kind, on_cpu,
-                    draft_keys)
+                    draft_keys, priors)
+
+
+def batch_curve(target: Backend, engine: str, config: BackendConfig, *, points: int,
+                fresh: bool = False) -> CostCurve:
+    """The target's seconds per batch of n rows for a scheduler of several slots: the stored
+    verify curve (one request's rounds, the same rows) to start from, extended to `points`
+    rows (several requests' rounds and prompt chunks) and learned from every step."""
+    stored = None if fresh else costs.load().get(
+        costs.cost_key("verify", engine, target.path, config, target.device))
+    return CostCurve(stored if isinstance(stored, list) else None, points=points)
 
 
 def busy_share(plan_: AutoPlan, config: BackendConfig) -> float | None:
@@ -200,12 +214,13 @@ def remember(plan_: AutoPlan, *, config: BackendConfig) -> bool:
     keeps medians. Returns whether the timings were stored."""
     drafter = plan_.drafter
     updates: dict = {}
+    priors = plan_.priors or plan_.kind
     for cand in drafter.candidates:
         if cand.drafted_tokens or cand.free:
-            updates[_prior_key(plan_.target_key, cand.name, plan_.kind)] = cand.alphas
+            updates[_prior_key(plan_.target_key, cand.name, priors)] = cand.alphas
             for proposal, acceptance in cand.by_kind.items():
                 if acceptance.observed:  # judged this run (or carried from a stored prior)
-                    updates[_prior_key(plan_.target_key, cand.name, plan_.kind,
+                    updates[_prior_key(plan_.target_key, cand.name, priors,
                                        proposal)] = acceptance.alphas
     share = busy_share(plan_, config)
     busy = plan_.on_cpu and share is not None and share < BUSY_SHARE

@@ -8,6 +8,10 @@ import sys
 from ..errors import InvalidOption
 from .common import add_model_options, add_sampling_options, call_options, load_kwargs, say
 
+# slots when --parallel is not given: llama-server's `-np auto` (4, one unified KV cache); one
+# user alone decodes as fast as with 1 (0.99x [0.98, 1.00] on a 2-vCPU Xeon, MEASUREMENTS.md)
+DEFAULT_PARALLEL = 4
+
 
 def add(sub) -> None:
     from ..auto.planner import AUTO_MAX_K
@@ -26,14 +30,16 @@ def add(sub) -> None:
     serve.add_argument("--draft-tokens", "-k", type=int, default=None, metavar="K",
                        help=f"draft length (default {DEFAULT_DRAFT_TOKENS}; auto: the largest "
                             f"K, default {AUTO_MAX_K}); requests may set speculative.k")
-    serve.add_argument("--parallel", "-np", type=int, default=1, metavar="N",
-                       help="requests decoded at once, their rounds in one batch per step "
-                            "(llama.cpp targets; default 1). Each slot has its own --n-ctx "
-                            "tokens of KV cache, so memory grows by one context per slot; "
-                            "on a 2-core CPU a batch of 4 rows costs about 1.6-2.8 single "
-                            "steps, so 4 slots give up to about 2.5x the throughput of one. "
-                            "Drafts are lookups (auto, suffix, ngram) or none: a model draft "
-                            "needs --parallel 1")
+    serve.add_argument("--parallel", "-np", type=int, default=None, metavar="N",
+                       help=f"requests decoded at once, their rounds in one batch per step "
+                            f"(default {DEFAULT_PARALLEL} on llama.cpp, as llama-server's; 1 "
+                            f"with a named model draft or on transformers). Each slot has its "
+                            f"own --n-ctx tokens of KV cache, so memory grows by one context "
+                            f"per slot; on a 2-core CPU a batch of 4 rows costs about 1.6-2.8 "
+                            f"single steps, so 4 slots give up to about 2x the throughput of "
+                            f"one, and one user alone is as fast as with 1. Drafts are lookups "
+                            f"(auto, suffix, ngram) or none: a model draft needs --parallel 1, "
+                            f"and auto considers one only there")
     serve.add_argument("--max-tokens", "-n", type=int, default=None, metavar="N",
                        help=f"new tokens when a request does not say (default "
                             f"{DEFAULT_MAX_TOKENS}, or --max-tokens-cap if lower)")
@@ -77,13 +83,15 @@ def run(args: argparse.Namespace) -> int:
 
     from .. import load
     from ..core.decode import DEFAULT_MAX_TOKENS
+    from ..models.resolve import resolve_model
     from ..pair import LOOKUPS
     from ..serve.app import ServeSettings, create_app
     from ..serve.engine import Engine
 
-    if args.parallel < 1:
+    spec = args.draft or "auto"
+    if args.parallel is not None and args.parallel < 1:
         raise InvalidOption(f"--parallel must be >= 1, got {args.parallel}")
-    if args.parallel > 1 and (args.draft or "auto") not in LOOKUPS:
+    if (args.parallel or 1) > 1 and spec not in LOOKUPS:
         raise InvalidOption("a model draft decodes one request at a time: with --parallel "
                             f"{args.parallel} draft with auto, suffix, ngram or none, or pass "
                             "--parallel 1")
@@ -96,9 +104,11 @@ def run(args: argparse.Namespace) -> int:
     if not 1 <= args.max_tokens <= args.max_tokens_cap:
         raise InvalidOption(f"--max-tokens must be between 1 and --max-tokens-cap "
                             f"({args.max_tokens_cap}), got {args.max_tokens}")
+    if args.parallel is None:  # llama-server's -np auto: 4 slots, where they can be had
+        engine, _ = resolve_model(args.target)
+        args.parallel = DEFAULT_PARALLEL if spec in LOOKUPS and engine == "gguf" else 1
     logging.basicConfig(level=logging.WARNING, format="specpair serve: %(message)s")
     defaults = call_options(args, suffix_cache=args.suffix_cache)
-    spec = args.draft or "auto"
     pair = load(args.target, **load_kwargs(args),  # a model draft is checked here
                 parallel=args.parallel)
     pair.resolve(defaults)  # the server's own defaults must make a valid call

@@ -121,9 +121,10 @@ class Decoding:
             self.began = True
 
     # -- a round --------------------------------------------------------------------------------
-    def propose(self) -> list[int] | None:
+    def propose(self, *, offer: bool = False) -> list[int] | None:
         """The round's rows: [pending, draft...]; None when the context is full (the
-        generation ends with `last_step`)."""
+        generation ends with `last_step`). `offer`: the drafter offers (`Drafter.offer`), and
+        whoever evaluates the batch may `cut` the draft before it does."""
         clock = self.clock
         self._t_start = clock()
         room = self.target.n_ctx - len(self.committed)  # cache slots for pending + drafts
@@ -135,8 +136,8 @@ class Decoding:
         self._draft = _NO_DRAFT
         if k > 0 and drafter is not None:
             try:
-                self._draft = fit_to_vocab(drafter.propose(self.committed, k),
-                                           self.target.n_vocab)
+                ask = drafter.offer if offer else drafter.propose
+                self._draft = fit_to_vocab(ask(self.committed, k), self.target.n_vocab)
             except ContextOverflow as e:
                 # the draft's context is smaller than the target's: plain decoding would
                 # finish, so stop drafting and keep decoding
@@ -144,6 +145,16 @@ class Decoding:
                 drafter.end(self.committed[self.n_prompt:])
                 self.drafter = None
         self._t_drafted = clock()
+        return [self.committed[-1], *self._draft.tokens]
+
+    @property
+    def reach(self) -> tuple[float, ...] | None:
+        """The offered draft's reach per token (None: drafted whole, never cut)."""
+        return self._draft.reach
+
+    def cut(self, k: int) -> list[int]:
+        """Keep the first k tokens of the round's draft: the rows to evaluate."""
+        self._draft = self._draft.cut(k)
         return [self.committed[-1], *self._draft.tokens]
 
     def commit(self, logits: Logits, target_seconds: float) -> Step:

@@ -19,7 +19,7 @@ Contract between the loop and a drafter, for one generation:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 import numpy as np
@@ -37,6 +37,18 @@ class Draft:
     # what kind of proposal this is, for drafters whose acceptance depends on it (a lookup:
     # how long the match was); the adaptive chooser learns acceptance per kind
     kind: str = ""
+    # an offer (`Drafter.offer`): the drafter's expectation that token i is accepted, all
+    # before it accepted too (non-increasing); whoever evaluates the round may cut the draft
+    # where the batch's cost says the rest does not pay (schedule/goodput.py). None: drafted
+    # whole, as asked
+    reach: tuple[float, ...] | None = None
+
+    def cut(self, k: int) -> Draft:
+        """The first k tokens (and their q and reach)."""
+        if k >= len(self.tokens):
+            return self
+        return Draft(self.tokens[:k], None if self.q is None else self.q[:k], self.kind,
+                     None if self.reach is None else self.reach[:k])
 
 
 class Drafter(Protocol):
@@ -55,6 +67,12 @@ class Drafter(Protocol):
     def propose(self, context: Sequence[int], k: int) -> Draft:
         """Up to k tokens likely to follow `context` (all tokens so far, prompt included)."""
         ...
+
+    def offer(self, context: Sequence[int], k: int) -> Draft:
+        """The round's proposal when several requests share the batch: up to k tokens with
+        their `reach`, for the scheduler to cut by the whole batch's goodput. A drafter that
+        does not choose its own K (the default) proposes as asked, drafted whole."""
+        return self.propose(context, k)
 
     def begin(self, prompt: Sequence[int]) -> None:
         """A generation starts after `prompt`."""
@@ -79,6 +97,11 @@ class DrafterWrapper(Drafter):
 
     def propose(self, context: Sequence[int], k: int) -> Draft:
         return self.inner.propose(context, k)
+
+    def offer(self, context: Sequence[int], k: int) -> Draft:
+        """Its own `propose` (which may translate the context): a wrapper whose inner drafter
+        offers (auto) overrides this as it does `propose`."""
+        return self.propose(context, k)
 
     @property  # type: ignore[override]
     def sync_seconds(self) -> float:
@@ -133,13 +156,13 @@ def fit_to_vocab(draft: Draft, n_vocab: int) -> Draft:
     width; cutting drops mass, so it is renormalised (`restricted`)."""
     cut = next((i for i, t in enumerate(draft.tokens) if not 0 <= t < n_vocab), None)
     if cut is not None:
-        draft = Draft(draft.tokens[:cut], None if draft.q is None else draft.q[:cut], draft.kind)
+        draft = draft.cut(cut)
     q = draft.q
     if q is None or q.shape[-1] == n_vocab:
         return draft
     q = np.asarray(q.cpu() if hasattr(q, "cpu") else q)  # widths differ: two engines' vocabularies
     if q.shape[-1] < n_vocab:
-        return Draft(draft.tokens, fit_width(q, n_vocab), draft.kind)
+        return replace(draft, q=fit_width(q, n_vocab))
     return restricted(draft, q[:, :n_vocab])
 
 

@@ -26,10 +26,16 @@ class SystemPromptDrafter(DrafterWrapper):
         self.inner.begin(self._prompt)
 
     def propose(self, context: Sequence[int], k: int) -> Draft:
+        return self.inner.propose(self._own(context), k)
+
+    def offer(self, context: Sequence[int], k: int) -> Draft:
+        return self.inner.offer(self._own(context), k)
+
+    def _own(self, context: Sequence[int]) -> list[int]:
         # the draft's context: its own prompt, then what was generated (extended as it grows)
         have = len(self._context) - len(self._prompt)
         if len(context) - self._n < have:  # not an extension (no begin() was called)
             self._context = self._prompt + list(context[self._n:])
         else:
             self._context.extend(context[self._n + have:])
-        return self.inner.propose(self._context, k)
+        return self._context

@@ -25,11 +25,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..auto.curve import CostCurve
 from ..core.backend import EvalPart, common_prefix, sequence
 from ..core.decode import DecodeConfig, Decoding
 from ..core.drafter import Drafter
 from ..core.stats import Step
 from ..errors import SpecpairError
+from .goodput import choose_lengths
 from .plan import DEFAULT_TOKEN_BUDGET, prefill_plan
 
 
@@ -73,12 +75,18 @@ MIN_SHARED_PREFIX = 16  # tokens: a shorter shared prefix is not worth a copy
 
 class Scheduler:
     def __init__(self, engine, *, budget: int = DEFAULT_TOKEN_BUDGET,
+                 curve: CostCurve | None = None,
                  clock: Callable[[], float] = time.perf_counter) -> None:
         """`engine`: a MultiSequence backend (its sequences are the slots), or any Backend
-        (one slot)."""
+        (one slot). With several slots, drafters offer and the step's drafts are cut by the
+        whole batch's goodput (goodput.py) on `curve`, the engine's seconds per batch of n
+        rows (learned from every step; a stored curve to start from, or the prior's shape)."""
         self.engine = engine
         self.n_slots = getattr(engine, "n_seq", 1) if hasattr(engine, "eval_many") else 1
         self.budget, self.clock = budget, clock
+        self.curve = None if self.n_slots == 1 else curve or CostCurve(points=budget)
+        self.rounds = 0  # steps that ran verification rounds (the batch's own statistics)
+        self.offered = self.drafted = 0  # draft tokens offered, and kept for evaluation
         self.waiting: deque[Handle] = deque()
         self.slots: list[_Slot | None] = [None] * self.n_slots
         # whose tokens each cache holds ("": the caller's own, as a Pair keeps its caches)
@@ -111,11 +119,12 @@ class Scheduler:
                 self._finish(i)
         self._admit()
         parts: list[EvalPart] = []
+        offer = self.curve is not None
         for i, slot in enumerate(self.slots):
             if slot is None or not slot.decoding.began:
                 continue
             try:
-                rows = slot.decoding.propose()
+                rows = slot.decoding.propose(offer=offer)
             except Exception as e:  # this request's drafter: this request alone
                 self._finish(i, e)
                 continue
@@ -125,8 +134,11 @@ class Scheduler:
             parts.append(EvalPart(i, rows, True))
         waiting = sorted((s.admitted, i) for i, s in enumerate(self.slots)
                          if s is not None and not s.decoding.began)
-        chunks = prefill_plan([(i, len(self.slots[i].decoding.prefill_rows()))  # type: ignore
-                               for _, i in waiting], round_rows=sum(len(p.tokens) for p in parts),
+        unfilled = [(i, len(self.slots[i].decoding.prefill_rows()))  # type: ignore[union-attr]
+                    for _, i in waiting]
+        if offer and parts:
+            parts = self._cut(parts, unfilled)
+        chunks = prefill_plan(unfilled, round_rows=sum(len(p.tokens) for p in parts),
                               budget=self.budget)
         for i, n in chunks:
             parts.append(EvalPart(i, self.slots[i].decoding.prefill_rows(n), False))  # type: ignore
@@ -140,6 +152,8 @@ class Scheduler:
                 self._finish(p.seq, e)
             return
         seconds = self.clock() - t0
+        if self.curve is not None:
+            self.curve.observe(sum(len(p.tokens) for p in parts), seconds)
         for part, out in zip(parts, logits):
             slot = self.slots[part.seq]
             if slot is None:
@@ -153,6 +167,32 @@ class Scheduler:
                 self._finish(part.seq, e)
                 continue
             self._deliver(part.seq, step)
+
+    def _cut(self, parts: list[EvalPart], unfilled: list[tuple[int, int]]) -> list[EvalPart]:
+        """Each offered draft cut to the K the whole batch's goodput chooses (goodput.py):
+        the step's fixed rows are every round's pending token, the drafts nobody may cut and
+        the prompt chunks this step takes."""
+        assert self.curve is not None
+        offers = [k for k, p in enumerate(parts) if self._decoding(p.seq).reach is not None]
+        reaches = [self._decoding(parts[k].seq).reach or () for k in offers]
+        round_rows = sum(len(p.tokens) for p in parts) - sum(len(r) for r in reaches)
+        prefill = sum(n for _, n in prefill_plan(unfilled, round_rows=round_rows,
+                                                 budget=self.budget))
+        lengths = choose_lengths(reaches, fixed_rows=round_rows + prefill,
+                                 fixed_tokens=len(parts), cost=self.curve.at,
+                                 max_rows=max(self.budget, round_rows + prefill))
+        self.rounds += 1
+        self.offered += sum(len(r) for r in reaches)
+        self.drafted += sum(lengths)
+        out = list(parts)
+        for k, n in zip(offers, lengths):
+            out[k] = EvalPart(parts[k].seq, self._decoding(parts[k].seq).cut(n), True)
+        return out
+
+    def _decoding(self, i: int) -> Decoding:
+        slot = self.slots[i]
+        assert slot is not None
+        return slot.decoding
 
     def _evaluate(self, parts: list[EvalPart]) -> list:
         engine = self.engine

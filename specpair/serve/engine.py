@@ -24,7 +24,7 @@ from ..core.stats import DecodeStats
 from ..errors import SpecpairError
 from ..generation import Generation, Piece
 from ..pair import Pair
-from ..schedule import Handle, Scheduler
+from ..schedule import Handle
 
 log = logging.getLogger("specpair.serve")
 
@@ -59,7 +59,7 @@ class Engine:
         self.pair = pair
         self.target = pair.target
         self.max_queue = max_queue
-        self.scheduler = Scheduler(pair.target)
+        self.scheduler = pair.scheduler()
         self.slots = self.scheduler.n_slots
         self._waiting: deque[Job] = deque()
         self._running: dict[int, tuple[Job, Handle, Callable[[], None]]] = {}
