@@ -76,15 +76,22 @@ def load_table(report: dict, title: str) -> list[str]:
     first = report["endpoints"][0].get("load") or {}
     lines = [f"### {title}, under load", "", "| endpoint | in flight | aggregate tok/s | vs "
              f"{report['endpoints'][0]['label']} | p50 / p99 s | time to first token s | "
-             "drafted / accepted |", "|---|---|---|---|---|---|---|"]
+             "drafted / accepted | a round: K (offered) / accepted | batch cost predicted / "
+             "measured |", "|---|---|---|---|---|---|---|---|---|"]
     for e in report["endpoints"]:
         for level, p in sorted((e.get("load") or {}).items(), key=lambda kv: int(kv[0])):
             ref = first.get(level)
             vs = f"{p['tokens_per_second'] / ref['tokens_per_second']:.2f}x" if ref else "-"
             spec = (f"{p['drafted']:.0f} / {p['accepted']:.0f}" if p.get("drafted")
                     else "-")
+            b = p.get("batch")  # a specpair scheduler's account of its rounds
+            rounds = (f"{b['k_per_round']:.2f} ({b['offered_per_round']:.1f}) / "
+                      f"{b['accepted_per_round']:.2f}" if b else "-")
+            ratio = f"{b['cost_predicted_over_measured']:.2f}" if b and \
+                b["cost_predicted_over_measured"] else "-"
             lines.append(f"| {e['label']} | {level} | {p['tokens_per_second']:.1f} | {vs} | "
-                         f"{p['p50']:.1f} / {p['p99']:.1f} | {p['ttft_p50']:.2f} | {spec} |")
+                         f"{p['p50']:.1f} / {p['p99']:.1f} | {p['ttft_p50']:.2f} | {spec} | "
+                         f"{rounds} | {ratio} |")
     return lines
 
 

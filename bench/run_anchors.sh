@@ -45,7 +45,7 @@ if [ "${SPECPAIR_ANCHORS:-}" = concurrency ]; then
   LOAD=(--concurrency "${LEVELS[@]}")
   LSC=("$LLAMA" -m "$MODEL" -t 2 -c $((4096 * C)) -np "$C" --kv-unified --metrics
        --host 127.0.0.1)
-  start 8100 "${SP[@]}" --port 8100 --draft none
+  start 8100 "${SP[@]}" --port 8100 --draft none --parallel 1
   start 8110 "${SP[@]}" --port 8110 --draft none --parallel "$C"
   start 8114 "${SP[@]}" --port 8114 --parallel "$C"  # default flags: auto
   start 8210 "${LSC[@]}" --port 8210

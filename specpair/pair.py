@@ -176,7 +176,8 @@ class Pair:
             forced_key = self.resolver.draft_cost_key(spec, call.draft_lora)
         p = plan(self.target, self.resolver.target_engine, self.resolver.target_config,
                  free=free, models=models, forced=forced, forced_key=forced_key, kind=kind,
-                 max_k=call.config.draft_tokens, fresh=fresh, domain=call.cache_domain)
+                 max_k=call.config.draft_tokens, fresh=fresh, domain=call.cache_domain,
+                 max_tokens=call.config.max_tokens)
         return Drafting(p.drafter, p, time.perf_counter() - t0, list(p.notes), used)
 
     def forget_suffix(self, partition: str) -> None:

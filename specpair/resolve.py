@@ -188,7 +188,10 @@ class Resolver:
         return ModelOption(
             name=os.path.basename(s.path), cost_key=self.draft_cost_key(spec),
             relative_cost=lambda: self.relative_cost(s), extra_tokens=extra_tokens,
-            load=lambda: self.drafter(spec, sampling=sampling, rng=rng, p_min=p_min))
+            load=lambda: self.drafter(spec, sampling=sampling, rng=rng, p_min=p_min),
+            loaded=lambda: (spec, None) in self._drafts, size=s.size,
+            load_key=cost_key("load", s.engine, s.path, self.draft_config,
+                              self.draft_device(s)))
 
     def devices(self) -> dict:
         """Where each loaded model runs (the GPU's name, or the CPU)."""

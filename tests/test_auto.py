@@ -2,6 +2,8 @@
 plain when nothing can win, the n-gram lookup when it wins, a model draft when it wins; it does not
 load a drafter that cannot win; and its regret stays small when the text turns unpredictable."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -374,3 +376,37 @@ def test_the_time_auto_spends_deciding_is_its_own_cost_not_the_model_drafts():
     assert paid.measured_seconds / paid.measured_tokens == pytest.approx(0.1)
     assert paid.seconds_per_token == pytest.approx(0.1)
     assert drafter.decide_seconds == pytest.approx(0.5 * drafter.decided_rounds)
+
+
+def test_a_model_draft_is_loaded_only_if_it_can_pay_for_its_load_within_the_call(cache,
+                                                                                  tmp_path):
+    """Loading a draft costs seconds once per pair: auto loads it only where, at 100%
+    acceptance, it could save twice that within the call's tokens; the load time measured
+    here is stored, and a draft already loaded costs nothing to use."""
+    target_file = tmp_path / "target.gguf"
+    target_file.write_bytes(b"x" * 1000)
+    target = ScriptBackend([0], vocab=V, clock=FakeClock(), cost=GPU)
+    target.path = str(target_file)
+    config = BackendConfig()
+    for _ in range(3):  # a GPU-like curve (1 s a step): a cheap draft can win
+        costs.save({costs.cost_key("verify", "gguf", str(target_file), config, "toy"):
+                    [GPU(n) for n in range(1, 18)]})
+    loaded: list = []
+
+    def option(is_loaded):
+        o = _option(tmp_path / "d.gguf", 0.05, loaded)
+        return replace(o, loaded=lambda: is_loaded, load_key="load-key", size=int(600e9))
+
+    # about 6000 s to load: 64 tokens (64 s plain) cannot pay for it
+    p = plan(target, "gguf", config, kind="raw", models=[option(False)], max_tokens=64)
+    assert loaded == [] and any("could save at most" in n for n in p.notes)
+    # once loaded (by an earlier call), using it costs nothing more
+    p = plan(target, "gguf", config, kind="raw", models=[option(True)], max_tokens=64)
+    assert loaded and len(p.drafter.candidates) == 1 and not p.load_costs
+    # a load measured here is stored: the next decision uses it, not the file's size
+    loaded.clear()
+    costs.save({"load-key": 1.0})
+    p = plan(target, "gguf", config, kind="raw", models=[option(False)], max_tokens=64)
+    assert loaded and "load-key" in p.load_costs
+    remember(p, config=config)
+    assert costs.load()["load-key"] < 1.0  # this load's seconds joined the stored one

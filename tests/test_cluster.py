@@ -15,7 +15,7 @@ from specpair.deploy.plan import (
 from specpair.deploy.whatif import verify_curve, what_if
 from specpair.errors import SpecpairError
 from specpair.measure.advise import Calibration, advise
-from specpair.measure.endpoint import parse_metrics, spec_counters
+from specpair.measure.endpoint import batch_counters, parse_metrics, spec_counters
 
 from .test_check import CORPUS, OTHER_CORPUS, save, train
 
@@ -180,3 +180,21 @@ specpair:requests_total{endpoint="/v1",status="200"} 4.0
     c = spec_counters(parsed)
     assert c["drafts"] == 13 and c["draft_tokens"] == 40 and c["accepted"] == 25
     assert c["per_pos"] == {0: 9.0, 1: 7.0}
+    assert batch_counters(parsed) is None  # only a specpair scheduler keeps these
+
+
+def test_a_specpair_schedulers_rounds_per_load_point():
+    """bench --concurrency reports, from a specpair server's counters, the K its batch chose
+    per round, what the drafters offered, and the batch cost predicted against measured."""
+    text = """specpair:batch_steps_total 100.0
+specpair:batch_slot_rounds_total 400.0
+specpair:batch_rows_total 1000.0
+specpair:batch_offered_total 2000.0
+specpair:batch_drafted_total 600.0
+specpair:batch_predicted_seconds_total 11.0
+specpair:batch_seconds_total 10.0
+specpair:spec_decode_num_draft_tokens_total 600.0
+"""
+    b = batch_counters(parse_metrics(text))
+    assert b is not None and b["k_per_round"] == 1.5 and b["offered_per_round"] == 5.0
+    assert b["rows_per_step"] == 10.0 and abs(b["cost_predicted_over_measured"] - 1.1) < 1e-9

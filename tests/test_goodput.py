@@ -108,7 +108,7 @@ def test_the_scheduler_cuts_each_slots_draft_by_the_batchs_goodput_and_outputs_s
     rounds = [dict(b) for b in toy.batches[1:] if len(b) == 2]  # after the prompts
     assert rounds and all(r[1] == 1 for r in rounds)  # the unlikely offer gets no rows
     assert any(r[0] > 1 for r in rounds)  # the likely one is verified in the same batch
-    assert s.offered > s.drafted > 0
+    assert s.stats.offered > s.stats.drafted > 0 and s.stats.slot_rounds >= 2 * len(rounds)
 
 
 def test_auto_offers_its_best_free_proposal_whole_and_learns_per_request():

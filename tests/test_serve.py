@@ -467,6 +467,11 @@ def test_parallel_slots_decode_concurrent_requests_in_one_batch_each_as_alone():
                                  for i in range(12)), p
     assert max(len(b) for b in backend.batches) == 3  # three requests' rows in one call
     assert _metric(metrics, "specpair:num_slots") == 3
+    # the scheduler's own account: every request's 12 tokens came from rounds of the batch
+    assert _metric(metrics, "specpair:batch_slot_rounds_total") >= 4 * 12 - 4
+    assert _metric(metrics, "specpair:batch_steps_total") < _metric(
+        metrics, "specpair:batch_slot_rounds_total")  # several slots' rounds per step
+    assert _metric(metrics, "specpair:batch_seconds_total") > 0
 
 
 def test_a_non_streaming_client_that_leaves_frees_its_slot_within_a_round():

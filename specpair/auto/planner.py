@@ -39,6 +39,11 @@ LOAD_MARGIN = 1.3
 # are not the machine's costs and are not stored.
 BUSY_SHARE = 0.6
 MODEL_MAX_K = 16  # a model draft drafts at most this many tokens a round
+# A model draft not loaded yet must be able to save this many times its load time within the
+# call's tokens, at 100% acceptance (real acceptance is well below): on a 2-vCPU Xeon, auto
+# once loaded gemma-3-270m (3 s) for `generate -n 64` (6 s plain) and never drafted with it.
+LOAD_PAYBACK = 2.0
+LOAD_BYTES_PER_S = 100e6  # a first load's estimate: file read, context, tokenizers compared
 
 
 @dataclass
@@ -53,6 +58,7 @@ class AutoPlan:
     # drafter name -> cost key of each paid drafter: where its cost per token is stored
     draft_keys: dict[str, str] = field(default_factory=dict)
     priors: str = ""  # where its acceptance is stored: the kind, and whose (an API key's)
+    load_costs: dict[str, float] = field(default_factory=dict)  # seconds each load took
 
     def to_dict(self) -> dict:
         paid = [c for c in self.drafter.candidates if not c.free]
@@ -105,17 +111,23 @@ class ModelOption:
     extra_tokens: Callable[[], int]  # tokens drafted per round beyond k (text-level: 2; the
     # pair's verdict, which may need the tokenizers compared)
     load: Callable[[], Drafter]
+    # what loading it would cost: nothing once loaded (the pair keeps it), else the seconds an
+    # earlier load took here (stored under load_key), else its file's size at LOAD_BYTES_PER_S
+    loaded: Callable[[], bool] = lambda: True
+    load_key: str = ""
+    size: int = 0
 
 
 def plan(target: Backend, engine: str, config: BackendConfig, *, free: Sequence[Drafter] = (),
          models: Sequence[ModelOption] = (), forced: Drafter | None = None,
          forced_key: str | None = None, kind: str, max_k: int = AUTO_MAX_K,
-         fresh: bool = False, domain: str = "") -> AutoPlan:
+         fresh: bool = False, domain: str = "", max_tokens: int | None = None) -> AutoPlan:
     """The auto drafter for `target`. `free` drafters (lookups) are always candidates;
     `models` are loaded only if they can win; `forced` (a model drafter the user named, with
     adaptive K) is always a candidate. `fresh` ignores the cost cache: a first run on a new
     machine. `domain`: whose acceptance priors it starts from and stores (an API key's digest:
-    what one key's requests taught auto never steers another's; "": everyone's). Nothing here
+    what one key's requests taught auto never steers another's; "": everyone's). `max_tokens`:
+    the call's, over which a model not loaded yet must pay for its load. Nothing here
     decodes."""
     t0 = time.perf_counter()
     priors = f"{kind}|key={domain}" if domain else kind
@@ -133,6 +145,7 @@ def plan(target: Backend, engine: str, config: BackendConfig, *, free: Sequence[
                      "its tokens one by one: measured on a busy machine) and are ignored")
     candidates: list[Candidate] = []
     draft_keys: dict[str, str] = {}
+    load_costs: dict[str, float] = {}
     for drafter in free:
         prior = stored.get(_prior_key(target_key, drafter.name, priors)) or []
         candidates.append(Candidate.with_prior(
@@ -172,11 +185,23 @@ def plan(target: Backend, engine: str, config: BackendConfig, *, free: Sequence[
             notes.append(f"{name}: not loaded: {how} it cannot win here even if every draft "
                          f"token were accepted (best {best:.2f}x, needs {LOAD_MARGIN}x)")
             continue
+        was_loaded = option.loaded()
+        if max_tokens and not was_loaded:
+            load_s = stored.get(option.load_key) or option.size / LOAD_BYTES_PER_S
+            saved = max_tokens * verify[0] * (1 - 1 / best)
+            if saved < LOAD_PAYBACK * load_s:
+                notes.append(f"{name}: not loaded: loading it takes about {load_s:.1f} s, and "
+                             f"over {max_tokens} tokens it could save at most {saved:.1f} s "
+                             "even if every draft token were accepted")
+                continue
+        t_load = time.perf_counter()
         try:
             drafter = option.load()
         except SpecpairError as e:  # the pair does not line up, or the model is missing
             notes.append(f"{name}: not loaded: {e}")
             continue
+        if option.load_key and not was_loaded:
+            load_costs[option.load_key] = time.perf_counter() - t_load
         prior = stored.get(_prior_key(target_key, drafter.name, priors)) or []
         candidates.append(Candidate.with_prior(drafter, free=False, prior=prior,
                                                max_k=min(max_k, MODEL_MAX_K),
@@ -186,7 +211,7 @@ def plan(target: Backend, engine: str, config: BackendConfig, *, free: Sequence[
     adaptive = AdaptiveDrafter(candidates, curve, max_k=max_k)
     on_cpu = "CPU" in target.device  # partly offloaded models too (backends' device labels)
     return AutoPlan(adaptive, notes, time.perf_counter() - t0, target_key, kind, on_cpu,
-                    draft_keys, priors)
+                    draft_keys, priors, load_costs)
 
 
 def batch_curve(target: Backend, engine: str, config: BackendConfig, *, points: int,
@@ -231,6 +256,7 @@ def remember(plan_: AutoPlan, *, config: BackendConfig) -> bool:
         session = drafter.curve.session()
         if session and session[0] is not None:
             updates[plan_.target_key] = session
+        updates.update(plan_.load_costs)
         for cand in drafter.candidates:
             key = plan_.draft_keys.get(cand.name)
             if key and cand.measured_tokens:

@@ -50,13 +50,14 @@ class Endpoint:
 
 
 def parse_metrics(text: str) -> dict[str, float]:
-    """Prometheus text: {name{labels}: value} for the speculative families we know."""
+    """Prometheus text: {name{labels}: value} for the speculative families we know, and a
+    specpair scheduler's batch counters."""
     out: dict[str, float] = {}
     for line in text.splitlines():
         if not line.startswith(FAMILIES):
             continue
         m = _LINE.match(line)
-        if m and "spec_decode" in m.group(1):
+        if m and ("spec_decode" in m.group(1) or m.group(1).startswith("specpair:batch_")):
             try:
                 out[m.group(1) + (m.group(2) or "")] = float(m.group(3))
             except ValueError:
@@ -82,6 +83,28 @@ def spec_counters(delta: dict[str, float]) -> dict:
                 i = int(pos.group(1))
                 out["per_pos"][i] = out["per_pos"].get(i, 0.0) + value
     return out
+
+
+def batch_counters(delta: dict[str, float]) -> dict | None:
+    """What a specpair server's scheduler did over a load point (its `batch_*` counters): per
+    verification round, the draft tokens offered, verified and accepted, and the batch cost
+    its goodput rule predicted over what the steps took. None from other servers."""
+    totals: dict[str, float] = {}
+    for key, value in delta.items():
+        name = key.split("{")[0].split(":", 1)[-1].removesuffix("_total")
+        if name.startswith("batch_"):
+            totals[name[len("batch_"):]] = totals.get(name[len("batch_"):], 0.0) + value
+    rounds = totals.get("slot_rounds", 0.0)
+    if not rounds:
+        return None
+    seconds = totals.get("seconds", 0.0)
+    return {"rounds": rounds, "steps": totals.get("steps", 0.0),
+            "rows_per_step": totals.get("rows", 0.0) / max(totals.get("steps", 0.0), 1.0),
+            "offered_per_round": totals.get("offered", 0.0) / rounds,
+            "k_per_round": totals.get("drafted", 0.0) / rounds,
+            "cost_predicted_over_measured": (totals.get("predicted_seconds", 0.0) / seconds
+                                             if seconds and totals.get("predicted_seconds")
+                                             else None)}
 
 
 @dataclass
@@ -287,8 +310,12 @@ def _load_test(client: Client, prompts, concurrency: int, max_tokens: int,
            "ttft_p50": float(np.percentile(ttft, 50)) if ttft else None,
            "drafted": None, "accepted": None}
     if before is not None and after is not None:
-        counts = spec_counters({k: after[k] - before.get(k, 0.0) for k in after})
+        delta = {k: after[k] - before.get(k, 0.0) for k in after}
+        counts = spec_counters(delta)
         out["drafted"], out["accepted"] = counts["draft_tokens"], counts["accepted"]
+        out["batch"] = batch_counters(delta)
+        if out["batch"] is not None:
+            out["batch"]["accepted_per_round"] = counts["accepted"] / out["batch"]["rounds"]
     elif results and all(r.drafted is not None for r in results):
         out["drafted"] = sum(r.drafted or 0 for r in results)
         out["accepted"] = sum(r.accepted or 0 for r in results)
@@ -374,6 +401,11 @@ def print_report(report: dict, console) -> None:
                 return "-"
             spec = (f", {p['accepted']:.0f}/{p['drafted']:.0f} accepted" if p["drafted"]
                     else "")
+            if b := p.get("batch"):  # a specpair scheduler's own account of its rounds
+                spec += (f"; a round: K {b['k_per_round']:.2f} of {b['offered_per_round']:.1f}"
+                         f" offered, {b['accepted_per_round']:.2f} accepted")
+                if ratio := b["cost_predicted_over_measured"]:
+                    spec += f"; batch cost predicted/measured {ratio:.2f}"
             return (f"{p['tokens_per_second']:.1f} tok/s, p50/p99 {p['p50']:.1f}/"
                     f"{p['p99']:.1f} s, ttft {p['ttft_p50']:.2f} s{spec}")
         table.add_row(f"{level} in flight", *(point(m) for m in report["endpoints"]))

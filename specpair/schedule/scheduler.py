@@ -33,6 +33,7 @@ from ..core.stats import Step
 from ..errors import SpecpairError
 from .goodput import choose_lengths
 from .plan import DEFAULT_TOKEN_BUDGET, prefill_plan
+from .stats import BatchStats
 
 
 @dataclass(kw_only=True)
@@ -85,8 +86,7 @@ class Scheduler:
         self.n_slots = getattr(engine, "n_seq", 1) if hasattr(engine, "eval_many") else 1
         self.budget, self.clock = budget, clock
         self.curve = None if self.n_slots == 1 else curve or CostCurve(points=budget)
-        self.rounds = 0  # steps that ran verification rounds (the batch's own statistics)
-        self.offered = self.drafted = 0  # draft tokens offered, and kept for evaluation
+        self.stats = BatchStats()
         self.waiting: deque[Handle] = deque()
         self.slots: list[_Slot | None] = [None] * self.n_slots
         # whose tokens each cache holds ("": the caller's own, as a Pair keeps its caches)
@@ -152,8 +152,7 @@ class Scheduler:
                 self._finish(p.seq, e)
             return
         seconds = self.clock() - t0
-        if self.curve is not None:
-            self.curve.observe(sum(len(p.tokens) for p in parts), seconds)
+        self._count(parts, seconds)
         for part, out in zip(parts, logits):
             slot = self.slots[part.seq]
             if slot is None:
@@ -181,13 +180,27 @@ class Scheduler:
         lengths = choose_lengths(reaches, fixed_rows=round_rows + prefill,
                                  fixed_tokens=len(parts), cost=self.curve.at,
                                  max_rows=max(self.budget, round_rows + prefill))
-        self.rounds += 1
-        self.offered += sum(len(r) for r in reaches)
-        self.drafted += sum(lengths)
+        self.stats.offered += sum(len(r) for r in reaches)
         out = list(parts)
         for k, n in zip(offers, lengths):
             out[k] = EvalPart(parts[k].seq, self._decoding(parts[k].seq).cut(n), True)
         return out
+
+    def _count(self, parts: list[EvalPart], seconds: float) -> None:
+        """A step's evaluation into the batch-cost curve and the batch's statistics."""
+        rows = sum(len(p.tokens) for p in parts)
+        rounds = [p for p in parts if p.all_logits]
+        if rounds:
+            st = self.stats
+            st.steps += 1
+            st.slot_rounds += len(rounds)
+            st.rows += rows
+            st.drafted += sum(len(p.tokens) - 1 for p in rounds)
+            st.seconds += seconds
+            if self.curve is not None:
+                st.predicted_seconds += self.curve.at(rows)
+        if self.curve is not None:
+            self.curve.observe(rows, seconds)
 
     def _decoding(self, i: int) -> Decoding:
         slot = self.slots[i]

@@ -211,6 +211,7 @@ def create_app(engine: Engine, settings: ServeSettings) -> FastAPI:
         metrics.waiting.set(engine.queue_length)
         metrics.running.set(engine.busy_slots)
         metrics.slots.set(engine.slots)
+        metrics.set_batch(engine.scheduler.stats.to_dict())
         metrics.set_suffix(engine.suffix_stats())
         return Response(metrics.exposition(), media_type="text/plain; version=0.0.4")
 

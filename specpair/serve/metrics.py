@@ -10,6 +10,14 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from ..core.stats import DecodeStats
 
 PREFIX = "specpair:"
+BATCH_COUNTERS = {
+    "steps": "Batched evaluations that ran verification rounds",
+    "slot_rounds": "Verification rounds, over all slots",
+    "rows": "Rows evaluated in those steps (pending tokens, drafts, prompt chunks)",
+    "offered": "Draft tokens the slots' drafters offered",
+    "drafted": "Draft tokens evaluated (offers as the batch's goodput cut them)",
+    "predicted_seconds": "Seconds the batch-cost curve predicted for those steps",
+    "seconds": "Seconds those steps took"}
 
 
 class Metrics:
@@ -44,6 +52,10 @@ class Metrics:
         self.request_seconds = Histogram(
             f"{PREFIX}request_seconds", "Time from arrival to the last token",
             buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 40, 80, 160), registry=r)
+        # the scheduler's steps (schedule/stats.py), as counters: folded in at each scrape
+        self.batch = {name: Counter(f"{PREFIX}batch_{name}", help_, registry=r)
+                      for name, help_ in BATCH_COUNTERS.items()}
+        self._batch_seen: dict[str, float] = {}
         self.suffix = {name: Gauge(f"{PREFIX}suffix_tree_{name}", help_, registry=r)
                        for name, help_ in (
                            ("requests", "Earlier outputs held by the global suffix trees"),
@@ -64,6 +76,13 @@ class Metrics:
         self.generation_tokens.inc(stats.new_tokens)
         if stats.new_tokens and stats.decode_seconds:
             self.tokens_per_second.observe(stats.tokens_per_second)
+
+    def set_batch(self, stats: dict) -> None:
+        """The scheduler's totals so far (BatchStats.to_dict)."""
+        for name, counter in self.batch.items():
+            value = float(stats.get(name, 0.0))
+            counter.inc(max(0.0, value - self._batch_seen.get(name, 0.0)))
+            self._batch_seen[name] = value
 
     def set_suffix(self, stats: dict) -> None:
         for name, gauge in self.suffix.items():
