@@ -410,3 +410,24 @@ def test_a_model_draft_is_loaded_only_if_it_can_pay_for_its_load_within_the_call
     assert loaded and "load-key" in p.load_costs
     remember(p, config=config)
     assert costs.load()["load-key"] < 1.0  # this load's seconds joined the stored one
+
+
+def test_what_one_api_keys_requests_taught_auto_does_not_steer_anothers(cache, tmp_path):
+    """Acceptance priors are stored per key (the call's cache domain): the second key's first
+    request starts from the neutral prior, not from the first key's record."""
+    target_file = tmp_path / "target.gguf"
+    target_file.write_bytes(b"x" * 1000)
+    target = ScriptBackend([0], vocab=V, clock=FakeClock(), cost=CPU)
+    target.path = str(target_file)
+    config = BackendConfig()
+    neutral = plan(target, "gguf", config, free=[NgramDrafter()], kind="chat",
+                   domain="key-b").drafter.candidates[0].alphas
+    first = plan(target, "gguf", config, free=[NgramDrafter()], kind="chat", domain="key-a")
+    first.drafter.candidates[0].acceptance.learn(8, 8)  # key a's text repeats: all accepted
+    remember(first, config=config)
+    again = plan(target, "gguf", config, free=[NgramDrafter()], kind="chat", domain="key-a")
+    other = plan(target, "gguf", config, free=[NgramDrafter()], kind="chat", domain="key-b")
+    everyone = plan(target, "gguf", config, free=[NgramDrafter()], kind="chat")
+    assert again.drafter.candidates[0].alphas[0] > neutral[0]
+    assert other.drafter.candidates[0].alphas == neutral
+    assert everyone.drafter.candidates[0].alphas == neutral

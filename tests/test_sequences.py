@@ -155,6 +155,26 @@ def test_real_batch_call_three_slots_every_token_is_the_targets_own(draft_path, 
         assert check.ok, check.describe()
 
 
+def test_real_batch_call_auto_cuts_drafts_for_the_batch_and_every_token_is_the_targets_own(
+        draft_path, draft):
+    """auto beside other requests: each slot offers its lookups' proposal and the batch keeps
+    what its goodput rule says pays; every kept token is still the 0.5B's argmax given its own
+    prefix (or a near-tie), and text that repeats gets drafts verified in the shared batch."""
+    import specpair
+    from specpair.measure.agreement import check_tokens
+
+    prompts = ["List: apple, banana, cherry, apple, banana, cherry, apple, banana,",
+               "Write one sentence about the sea.",
+               "1, 2, 3, 1, 2, 3, 1, 2, 3, 1, 2, 3, 1,"]
+    with specpair.load(draft_path, parallel=3, n_ctx=256, fresh=True) as pair:
+        gens = pair.generate_batch(prompts, max_tokens=48)
+        tokens = [pair.prompt_tokens(p) for p in prompts]
+    for prompt, gen in zip(tokens, gens):
+        check = check_tokens(draft, prompt, gen.tokens)
+        assert check.ok, check.describe()
+    assert sum(g.stats.accepted for g in gens) > 0  # drafts were kept, and paid
+
+
 @pytest.mark.real
 def test_real_a_prefix_copied_from_a_generating_slot_gives_the_targets_own_tokens(engine, draft):
     """llama.cpp: a request whose prompt shares a long prefix with a slot that is generating
