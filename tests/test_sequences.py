@@ -155,6 +155,7 @@ def test_real_batch_call_three_slots_every_token_is_the_targets_own(draft_path, 
         assert check.ok, check.describe()
 
 
+@pytest.mark.real
 def test_real_batch_call_auto_cuts_drafts_for_the_batch_and_every_token_is_the_targets_own(
         draft_path, draft):
     """auto beside other requests: each slot offers its lookups' proposal and the batch keeps
