@@ -2,7 +2,7 @@
 
     python bench/serve_overhead.py [--target MODEL] [--runs 5] [-n 128]
 
-One backend; alternately (a) `generate_text` in this process and (b) the same greedy request
+One backend; alternately (a) `Pair.generate` in this process and (b) the same greedy request
 through `specpair serve`'s HTTP API on loopback (non-streaming), both with plain decoding, the
 prompt already cached for both. Prints each pair's tokens/s and the geometric mean of the
 ratios; then a two-turn chat and the prompt tokens its second turn reused.
@@ -21,9 +21,6 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import specpair  # noqa: E402
-from specpair.core.decode import DecodeConfig, generate_text  # noqa: E402
-from specpair.core.prompt import encode_prompt  # noqa: E402
-from specpair.core.stats import DecodeStats  # noqa: E402
 from specpair.models import DEFAULT_TARGET  # noqa: E402
 from specpair.serve.app import ServeSettings, create_app  # noqa: E402
 from specpair.serve.engine import Engine  # noqa: E402
@@ -39,10 +36,8 @@ def main() -> int:
     p.add_argument("-n", type=int, default=128)
     args = p.parse_args()
     pair = specpair.load(args.target, draft="none", n_ctx=4096)
-    target = pair.target
     engine = Engine(pair, max_queue=2)
-    app = create_app(engine, ServeSettings(model="m", draft="none"))
-    prompt = encode_prompt(target, PROMPT, chat=True)
+    app = create_app(engine, ServeSettings(model="m", drafter="none"))
     ratios = []
     with running(app) as url:
         http = httpx.Client(base_url=url, timeout=600)
@@ -50,12 +45,10 @@ def main() -> int:
                 "temperature": 0}
         http.post("/v1/chat/completions", json=body | {"max_tokens": 8})  # warm-up
         for run in range(args.runs):
-            stats = DecodeStats()
             t0 = time.perf_counter()
-            text = "".join(c for c, _ in generate_text(
-                target, None, prompt, config=DecodeConfig(max_tokens=args.n),
-                rng=np.random.default_rng(0), stats=stats))
-            direct = stats.new_tokens / (time.perf_counter() - t0)
+            gen = pair.generate(PROMPT, chat=True, max_tokens=args.n, temperature=0)
+            text = gen.text
+            direct = gen.stats.new_tokens / (time.perf_counter() - t0)
             t0 = time.perf_counter()
             r = http.post("/v1/chat/completions", json=body).json()
             served = r["usage"]["completion_tokens"] / (time.perf_counter() - t0)
