@@ -173,10 +173,8 @@ class AdaptiveDrafter(Drafter):
             top = min(top, acceptance.observed + 1)
         # predicted_speedup for every k at once: E(k) grows by one term per k (O(top), not
         # O(top^2): this runs every round)
-        fill = sum(alphas) / len(alphas) if alphas else 0.0
-        expected, reach = 1.0, 1.0
-        for k in range(1, top + 1):
-            reach *= alphas[k - 1] if k - 1 < len(alphas) else fill
+        expected = 1.0
+        for k, reach in enumerate(reach_of(alphas, top), 1):
             expected += reach
             s = expected * verify[0] / cost.round_seconds(k)
             if s > best[1]:
@@ -187,10 +185,24 @@ class AdaptiveDrafter(Drafter):
         """The round's draft; the time auto spends choosing it (its lookups, shadow judging,
         predictions) is measured as auto's own cost (`decide_seconds`), never as the chosen
         model draft's."""
+        return self._decide(self._propose, context, k)
+
+    def offer(self, context: Sequence[int], k: int) -> Draft:
+        """Beside other requests: the free proposal with the most expected accepted tokens,
+        whole, with its reach per token; the scheduler cuts it by the whole batch's goodput
+        (schedule/goodput.py), so neither this request's own K rule nor its curve (a batch's
+        seconds are not this request's) decides. Paid drafters are not asked here. Its time
+        is auto's own, as `propose`'s is."""
+        return self._decide(self._offer, context, k)
+
+    def _decide(self, choose: Callable[[Sequence[int], int, float], Draft],
+                context: Sequence[int], k: int) -> Draft:
+        """One round's choice, timed: CPU and wall from here to `observe` (the busy check),
+        and the choosing itself up to where a paid drafter starts drafting (`_ask`)."""
         self._round_started = (time.process_time(), time.perf_counter())
         t0 = self._clock()
         self._deciding = None
-        draft = self._propose(context, k, t0)
+        draft = choose(context, k, t0)
         if self._deciding is None:
             self._deciding = self._clock() - t0
         self.decide_seconds += self._deciding
@@ -215,13 +227,7 @@ class AdaptiveDrafter(Drafter):
                     self._shadow.append((cand, len(context), draft, 0))
         return free_drafts
 
-    def offer(self, context: Sequence[int], k: int) -> Draft:
-        """Beside other requests: the free proposal with the most expected accepted tokens,
-        whole, with its reach per token; the scheduler cuts it by the whole batch's goodput
-        (schedule/goodput.py), so neither this request's own K rule nor its curve (a batch's
-        seconds are not this request's) decides. Paid drafters are not asked here."""
-        self._round_started = (time.process_time(), time.perf_counter())
-        t0 = self._clock()
+    def _offer(self, context: Sequence[int], k: int, t0: float) -> Draft:
         self._offered = True
         best: tuple[float, Candidate, Draft] | None = None
         free_drafts = self._free_drafts(context, min(k, self.max_k))
@@ -235,9 +241,6 @@ class AdaptiveDrafter(Drafter):
                 best = (value, cand, replace(draft, reach=tuple(reach)))
         self._used = best[1] if best is not None else None
         self._used_kind = ""
-        self._deciding = self._clock() - t0
-        self.decide_seconds += self._deciding
-        self.decided_rounds += 1
         return best[2] if best is not None else Draft([])
 
     def _propose(self, context: Sequence[int], k: int, t0: float) -> Draft:

@@ -133,8 +133,7 @@ def plan(target: Backend, engine: str, config: BackendConfig, *, free: Sequence[
     priors = f"{kind}|key={domain}" if domain else kind
     stored = {} if fresh else costs.load()
     target_key = costs.cost_key("verify", engine, target.path, config, target.device)
-    curve_stored = stored.get(target_key)
-    curve = CostCurve(curve_stored if isinstance(curve_stored, list) else None)
+    curve = _stored_curve(stored, target_key)
     notes: list[str] = []
     if not curve.stored:
         notes.append("no cost measurements for this machine and target yet: learning them "
@@ -219,9 +218,15 @@ def batch_curve(target: Backend, engine: str, config: BackendConfig, *, points: 
     """The target's seconds per batch of n rows for a scheduler of several slots: the stored
     verify curve (one request's rounds, the same rows) to start from, extended to `points`
     rows (several requests' rounds and prompt chunks) and learned from every step."""
-    stored = None if fresh else costs.load().get(
-        costs.cost_key("verify", engine, target.path, config, target.device))
-    return CostCurve(stored if isinstance(stored, list) else None, points=points)
+    return _stored_curve({} if fresh else costs.load(),
+                         costs.cost_key("verify", engine, target.path, config, target.device),
+                         points=points)
+
+
+def _stored_curve(stored: dict, target_key: str, *, points: int = CURVE_POINTS) -> CostCurve:
+    """The verify curve the cost cache holds for a target (None there: learned from scratch)."""
+    value = stored.get(target_key)
+    return CostCurve(value if isinstance(value, list) else None, points=points)
 
 
 def busy_share(plan_: AutoPlan, config: BackendConfig) -> float | None:

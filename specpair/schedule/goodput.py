@@ -56,10 +56,4 @@ def choose_lengths(reaches: Sequence[Sequence[float]], *, fixed_rows: int,
     return lengths
 
 
-def expected_tokens(reach: Sequence[float]) -> float:
-    """What a round of this whole draft yields on average: its pending token's one, plus the
-    chance of each draft token."""
-    return 1.0 + sum(reach)
-
-
-__all__ = ["choose_lengths", "expected_tokens"]
+__all__ = ["choose_lengths"]
